@@ -1,0 +1,143 @@
+"""A repository's in-memory index: the last synced remote index plus an overlay.
+
+The overlay holds the files this server accepted since (read-your-writes). It is an
+append-only JSON-lines file under ROOT, fsynced per record, so a restart does not hide an
+accepted upload. Readers take ``snapshot`` (an immutable value) without locking; writers
+build a new snapshot and swap the reference.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+from packaging.version import InvalidVersion, Version
+
+from .records import FileRecord
+
+log = logging.getLogger(__name__)
+
+
+def _sort_key(record: FileRecord) -> tuple[int, Version | str, str]:
+    try:
+        return (0, Version(record.version), record.filename)
+    except InvalidVersion:
+        return (1, record.version, record.filename)
+
+
+@dataclass(frozen=True)
+class IndexSnapshot:
+    """Projects (normalized name → records, oldest version first) at one moment.
+
+    ``serial`` changes with every change; pages derive their ETags from it."""
+
+    projects: Mapping[str, tuple[FileRecord, ...]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    serial: int = 0
+
+    def files_of(self, project: str) -> tuple[FileRecord, ...] | None:
+        return self.projects.get(project)
+
+    def find(self, project: str, filename: str) -> FileRecord | None:
+        for record in self.projects.get(project, ()):
+            if record.filename == filename:
+                return record
+        return None
+
+    @property
+    def file_count(self) -> int:
+        return sum(len(records) for records in self.projects.values())
+
+
+def build_snapshot(records: Iterable[FileRecord], serial: int) -> IndexSnapshot:
+    grouped: dict[str, dict[str, FileRecord]] = {}
+    for record in records:  # later records win: overlay after remote
+        grouped.setdefault(record.project, {})[record.filename] = record
+    projects = {
+        name: tuple(sorted(files.values(), key=_sort_key)) for name, files in grouped.items()
+    }
+    return IndexSnapshot(MappingProxyType(dict(sorted(projects.items()))), serial)
+
+
+class RepoIndex:
+    """The index of one repository, as the server holds it."""
+
+    def __init__(self, overlay_path: Path) -> None:
+        self._overlay_path = overlay_path
+        self._lock = threading.Lock()
+        self._remote: tuple[FileRecord, ...] = ()
+        self._overlay: dict[str, FileRecord] = self._read_overlay()
+        self._snapshot = build_snapshot(self._overlay.values(), 1)
+
+    @property
+    def snapshot(self) -> IndexSnapshot:
+        return self._snapshot
+
+    def set_remote(self, records: Iterable[FileRecord]) -> None:
+        """Replace the synced part of the index."""
+        with self._lock:
+            self._remote = tuple(records)
+            self._rebuild()
+
+    def add(self, record: FileRecord) -> None:
+        """Record an accepted upload: persist it to the overlay, then make it visible."""
+        with self._lock:
+            self._append_overlay(record)
+            self._overlay[record.filename] = record
+            old = self._snapshot
+            files = {r.filename: r for r in old.projects.get(record.project, ())}
+            files[record.filename] = record
+            projects = dict(old.projects)
+            is_new_project = record.project not in projects
+            projects[record.project] = tuple(sorted(files.values(), key=_sort_key))
+            if is_new_project:  # keep the project list in name order
+                projects = dict(sorted(projects.items()))
+            self._snapshot = IndexSnapshot(MappingProxyType(projects), old.serial + 1)
+
+    def _rebuild(self) -> None:
+        self._snapshot = build_snapshot(
+            [*self._remote, *self._overlay.values()], self._snapshot.serial + 1
+        )
+
+    def _read_overlay(self) -> dict[str, FileRecord]:
+        records: dict[str, FileRecord] = {}
+        try:
+            lines = self._overlay_path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return records
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = FileRecord.from_dict(json.loads(line))
+            except (ValueError, KeyError, TypeError):
+                # Only a crash mid-append leaves a broken line, and only as the last one.
+                log.warning("%s:%d: skipping an unreadable overlay line", self._overlay_path, number)
+                continue
+            records[record.filename] = record
+        return records
+
+    def _append_overlay(self, record: FileRecord) -> None:
+        self._overlay_path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(record.to_dict(), sort_keys=True) + "\n"
+        fd = os.open(self._overlay_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            # A line cut short by an earlier crash must not swallow this one.
+            if os.fstat(fd).st_size and not self._ends_with_newline():
+                line = "\n" + line
+            os.write(fd, line.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _ends_with_newline(self) -> bool:
+        with self._overlay_path.open("rb") as handle:
+            handle.seek(-1, os.SEEK_END)
+            return handle.read(1) == b"\n"

@@ -1,0 +1,128 @@
+"""One served repository: its backend, its index, and the upload policy."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from .auth import AccessCache
+from .backend import Access, Backend, BackendContext
+from .config import RepoConfig
+from .errors import FileExists, UploadRejected
+from .index import RepoIndex
+from .indexfile import load_index
+from .metadata import read_dist_metadata
+from .names import normalize, parse_dist_filename, same_version
+from .records import FileRecord
+from .upload import ReceivedUpload
+
+log = logging.getLogger(__name__)
+
+
+class UploadResult(Enum):
+    STORED = "stored"
+    IDENTICAL = "identical"  # the same bytes were already stored: nothing changed
+
+
+@dataclass(frozen=True)
+class UploadOutcome:
+    result: UploadResult
+    record: FileRecord
+
+
+class Repository:
+    def __init__(self, config: RepoConfig, backend: Backend, index: RepoIndex, cache: AccessCache):
+        self.name = config.name
+        self.config = config
+        self.backend = backend
+        self.index = index
+        self._cache = cache
+
+    @classmethod
+    def open(
+        cls, config: RepoConfig, root: Path, admin_secret: str | None, cache: AccessCache
+    ) -> Repository:
+        backend = config.spec.create(BackendContext(config.name, root, admin_secret), config.settings)
+        index = RepoIndex(root / "cache" / config.name / "overlay.jsonl")
+        repo = cls(config, backend, index, cache)
+        repo.load_remote_index()
+        return repo
+
+    def load_remote_index(self) -> None:
+        remote = self.backend.read_index()
+        if remote is not None:
+            self.index.set_remote(load_index(remote[0]).records)
+
+    def cached_access(self, secret: str) -> Access | None:
+        """A remembered access decision, without calling the backend (may be ``None``)."""
+        return self._cache.lookup(self.name, secret)
+
+    def access(self, secret: str) -> Access:
+        """What ``secret`` may do here; may call the backend (blocking)."""
+        return self._cache.decide(self.name, secret, self.backend.check_access)
+
+    def accept_upload(self, upload: ReceivedUpload) -> UploadOutcome:
+        """Validate a received upload and store it; blocking, run in a worker thread.
+
+        Raises ``UploadRejected`` (400/413) or ``FileExists`` (409) for different bytes.
+        """
+        fields = upload.fields
+        action = fields.get(":action", "")
+        if action != "file_upload":
+            raise UploadRejected(
+                f"Unsupported ':action' {action!r}: this index accepts 'file_upload' only"
+            )
+        dist = parse_dist_filename(upload.filename)
+        name, version = fields.get("name", "").strip(), fields.get("version", "").strip()
+        if not name or not version:
+            raise UploadRejected("The form fields 'name' and 'version' are required")
+        if normalize(name) != dist.project:
+            raise UploadRejected(
+                f"Filename {dist.filename!r} does not belong to project {name!r}"
+            )
+        if not same_version(version, dist.version):
+            raise UploadRejected(
+                f"Filename {dist.filename!r} does not match version {version!r}"
+            )
+        if upload.staged.size == 0:
+            raise UploadRejected("The uploaded file is empty")
+        upload.verify_client_digests()
+
+        known = self.index.snapshot.find(dist.project, dist.filename)
+        if known is not None:
+            if known.sha256 != upload.staged.sha256:
+                raise FileExists(dist.filename, known.sha256)
+            return UploadOutcome(UploadResult.IDENTICAL, known)
+
+        meta = read_dist_metadata(upload.staged.path, dist)
+        record = FileRecord(
+            project=dist.project,
+            filename=dist.filename,
+            version=str(dist.version),
+            sha256=upload.staged.sha256,
+            size=upload.staged.size,
+            upload_time=time.time(),
+            requires_python=meta.requires_python,
+            core_metadata_sha256=(
+                hashlib.sha256(meta.core_metadata).hexdigest() if meta.core_metadata else None
+            ),
+        )
+        try:
+            stored = self.backend.put_file(record, upload.staged, meta.core_metadata)
+        except FileExists as exc:
+            if exc.sha256 != record.sha256:
+                raise
+            # The same bytes were stored by a racing upload, or before a crash that came
+            # between storing and indexing: make sure the index has them, change nothing.
+            existing = self.index.snapshot.find(dist.project, dist.filename)
+            if existing is None:
+                existing = record.with_changes(backend_ref=exc.backend_ref or "")
+                self.index.add(existing)
+            return UploadOutcome(UploadResult.IDENTICAL, existing)
+        self.index.add(stored)
+        log.info("%s: stored %s (%d bytes)", self.name, stored.filename, stored.size)
+        return UploadOutcome(UploadResult.STORED, stored)

@@ -1,0 +1,186 @@
+"""``pywharf server``: load the configuration, open the repositories, serve with waitress.
+
+Configuration, in order of precedence: ``--config`` (with ``--admin_secret``); else the
+embedded default, one ``file_system`` repository named ``local`` whose read and write
+secrets are generated once and kept in ``ROOT/embedded_default.toml`` (mode 0600).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import waitress
+from a2wsgi import ASGIMiddleware
+
+from . import __version__
+from .app import REASON_HEADER, create_app
+from .auth import AccessCache
+from .config import (
+    RepoConfig,
+    TomlSource,
+    parse_admin_secrets,
+    parse_repo_configs,
+    read_toml,
+)
+from .repository import Repository
+from .upload import FORM_OVERHEAD_BYTES
+
+log = logging.getLogger("pywharf")
+
+EMBEDDED_DEFAULT_FILE = "embedded_default.toml"
+EMBEDDED_REPO = "local"
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    repos: dict[str, RepoConfig]
+    admin_secrets: dict[str, str]
+    embedded_default: bool
+
+
+def load_config(
+    root: Path,
+    config: str | None,
+    admin_secret: str | None,
+    can_be_text: bool,
+) -> LoadedConfig:
+    if config is None:
+        if admin_secret is not None:
+            from .errors import ConfigError
+
+            raise ConfigError("--admin_secret needs --config")
+        source = _embedded_default_source(root)
+        return LoadedConfig(parse_repo_configs(source), {}, True)
+    source = read_toml(config, can_be_text=can_be_text, what="config")
+    repos = parse_repo_configs(source)
+    secrets_source = (
+        read_toml(admin_secret, can_be_text=can_be_text, what="admin secret")
+        if admin_secret is not None
+        else TomlSource("<no --admin_secret given>", {})
+    )
+    return LoadedConfig(repos, parse_admin_secrets(secrets_source, repos), False)
+
+
+def _embedded_default_source(root: Path) -> TomlSource:
+    path = root / EMBEDDED_DEFAULT_FILE
+    if not path.exists():
+        root.mkdir(parents=True, exist_ok=True)
+        text = (
+            "# pywharf's embedded default: generated once; keep this file private.\n"
+            f"[{EMBEDDED_REPO}]\n"
+            'type = "file_system"\n'
+            f'read_secret = "{secrets.token_urlsafe(24)}"\n'
+            f'write_secret = "{secrets.token_urlsafe(24)}"\n'
+        )
+        # O_EXCL: two servers started at once on one ROOT agree on one set of secrets.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+    return read_toml(path, can_be_text=False, what="embedded default")
+
+
+def open_repositories(
+    root: Path, loaded: LoadedConfig, cache: AccessCache
+) -> dict[str, Repository]:
+    return {
+        name: Repository.open(repo, root, loaded.admin_secrets.get(name), cache)
+        for name, repo in loaded.repos.items()
+    }
+
+
+def with_reason_phrases(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+    """WSGI wrapper: move the app's ``x-pywharf-reason`` header into the status line."""
+
+    def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            kept = [(k, v) for k, v in headers if k.lower() != REASON_HEADER]
+            if len(kept) != len(headers):
+                reason = next(v for k, v in headers if k.lower() == REASON_HEADER)
+                status = f"{status.split(' ', 1)[0]} {reason}"
+            return start_response(status, kept, exc_info)
+
+        return app(environ, start)
+
+    return wsgi
+
+
+def run_server(
+    root: str,
+    config: str | None = None,
+    admin_secret: str | None = None,
+    config_or_admin_secret_can_be_text: bool = False,
+    auth_read_expires: int = 3600,
+    auth_write_expires: int = 300,
+    extra_index_url: str | None = None,
+    debug: bool = False,
+    host: str = "0.0.0.0",
+    port: int = 8888,
+    **waitress_options: Any,
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    root_path = Path(root).resolve()
+    root_path.mkdir(parents=True, exist_ok=True)
+    loaded = load_config(root_path, config, admin_secret, config_or_admin_secret_can_be_text)
+    cache = AccessCache(auth_read_expires, auth_write_expires)
+    repositories = open_repositories(root_path, loaded, cache)
+    app = create_app(repositories, debug=debug, extra_index_url=extra_index_url)
+    largest = max(r.backend.max_file_bytes for r in repositories.values())
+    waitress_options.setdefault("max_request_body_size", largest + FORM_OVERHEAD_BYTES)
+    waitress_options.setdefault("threads", 16)
+    wsgi = with_reason_phrases(ASGIMiddleware(app))  # type: ignore[arg-type]
+    server = waitress.create_server(wsgi, host=host, port=port, **waitress_options)
+    url = _client_url(host, getattr(server, "effective_port", port))
+    print(banner(repositories, url, loaded.embedded_default), flush=True)
+    print(f"pywharf {__version__}: listening on {url}", flush=True)
+    server.run()
+
+
+def _client_url(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "", "::", "localhost") else host
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}/"
+
+
+def banner(repositories: Mapping[str, Repository], url: str, embedded_default: bool) -> str:
+    lines = [f"pywharf {__version__}: serving {len(repositories)} repository(ies): "
+             + ", ".join(f"{n} ({r.config.spec.type})" for n, r in repositories.items())]
+    if embedded_default:
+        repo = repositories[EMBEDDED_REPO]
+        settings = repo.config.settings
+        read, write = settings.read_secret, settings.write_secret
+        host = url.split("//", 1)[1].rstrip("/")
+        index = f"http://{EMBEDDED_REPO}:{read}@{host}/simple/"
+        upload = f"{url}simple/"
+        lines += [
+            f"Embedded default repository {EMBEDDED_REPO!r}, files in "
+            f"{getattr(repo.backend, 'root', '?')}",
+            f"  read secret:  {read}",
+            f"  write secret: {write}",
+            "Install:",
+            f"  pip install --index-url {index} <package>",
+            f"  uv pip install --index-url {index} <package>",
+            "Upload:",
+            f"  twine upload --repository-url {upload} -u {EMBEDDED_REPO} -p {write} dist/*",
+            f"  uv publish --publish-url {upload} --username {EMBEDDED_REPO} "
+            f"--password {write} dist/*",
+        ]
+    return "\n".join(lines)
+
+
+def print_error(message: str) -> None:
+    print(f"pywharf: error: {message}", file=sys.stderr)

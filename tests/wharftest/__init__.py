@@ -1,0 +1,1 @@
+"""Helpers of pywharf's test suite: distribution builder, server runner, real clients."""

@@ -1,0 +1,112 @@
+"""Runs a real ``pywharf server`` process (waitress) on 127.0.0.1 and a free port."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+STARTUP_TIMEOUT = 30.0
+
+
+class WharfServer:
+    """One ``pywharf server ROOT`` subprocess. ``url`` ends with ``/``."""
+
+    def __init__(self, root: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.root = root
+        self.args = args
+        self.env = env
+        self.banner = ""
+        self.url = ""
+        self.log_path = root.parent / f"{root.name}-server.log"
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> WharfServer:
+        command = [sys.executable, "-m", "pywharf_core", "server", str(self.root),
+                   "--host", "127.0.0.1", "--port", "0", *self.args]
+        self._log = self.log_path.open("a")
+        self.proc = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=self._log, text=True,
+            env={**os.environ, **(self.env or {})},
+        )
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        lines = []
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            match = re.search(r"listening on (http://\S+)", line)
+            if match:
+                self.url = match.group(1)
+                self.banner = "".join(lines)
+                return self
+        self.stop()
+        raise RuntimeError(
+            f"pywharf server did not start: {''.join(lines)}\n{self.log_path.read_text()}"
+        )
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1].strip("/"))
+
+    def secret(self, kind: str) -> str:
+        """The embedded default's read or write secret, as the banner printed it."""
+        match = re.search(rf"{kind} secret:\s+(\S+)", self.banner)
+        assert match, self.banner
+        return match.group(1)
+
+    @property
+    def read_secret(self) -> str:
+        return self.secret("read")
+
+    @property
+    def write_secret(self) -> str:
+        return self.secret("write")
+
+    def index_url(self, user: str, password: str, prefix: str = "simple/") -> str:
+        host = self.url.split("//", 1)[1]
+        return f"http://{user}:{password}@{host}{prefix}"
+
+    def log_text(self) -> str:
+        return self.log_path.read_text()
+
+    def pid_status(self, field: str) -> int:
+        """A field of /proc/<pid>/status in kB (e.g. VmHWM, the peak RSS)."""
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+        raise KeyError(field)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
+        if hasattr(self, "_log"):
+            self._log.close()
+
+
+def basic_auth(user: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def get(server: WharfServer, path: str, **kwargs: object) -> requests.Response:
+    """``GET`` a path of the server without following redirects."""
+    kwargs.setdefault("allow_redirects", False)
+    return requests.get(server.url + path, timeout=30, **kwargs)  # type: ignore[arg-type]
