@@ -117,9 +117,7 @@ def create_app(
         },
     )
     app.state.repositories = Repositories(repositories)
-    app.state.extra_index_url = (
-        extra_index_url.rstrip("/") + "/" if extra_index_url else None
-    )
+    app.state.extra_index_url = extra_index_url.rstrip("/") + "/" if extra_index_url else None
     return app
 
 
@@ -134,7 +132,8 @@ async def authorize(request: Request, need: Access) -> Repository:
     if credentials is None:
         raise AuthRequired(realm)
     repo_name = path_repo or credentials.username
-    repo = request.app.state.repositories.get(repo_name)
+    repositories: Repositories = request.app.state.repositories
+    repo = repositories.get(repo_name)
     if repo is None:  # looks exactly like a wrong secret
         raise AuthRequired(realm)
     access = repo.cached_access(credentials.password)
@@ -300,7 +299,8 @@ async def _pywharf_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, BackendUnavailable):
         log.warning("backend unavailable: %s", exc)
         return error_response(
-            503, "The storage backend is unavailable; try again later",
+            503,
+            "The storage backend is unavailable; try again later",
             {"Retry-After": str(exc.retry_after)},
         )
     log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)

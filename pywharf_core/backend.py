@@ -12,11 +12,12 @@ Methods of ``Backend`` block; the server calls them from worker threads.
 from __future__ import annotations
 
 import abc
+import builtins
 import enum
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -150,7 +151,7 @@ class BackendSpec:
     """
 
     type: str
-    config_class: type
+    config_class: builtins.type
     create: Callable[[BackendContext, Any], Backend]
     commands: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
     admin_secret: bool = False
@@ -160,7 +161,7 @@ def available_backend_types() -> list[str]:
     return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_backend_spec(backend_type: str) -> BackendSpec:
     """The spec registered under ``backend_type``; imported lazily, on first use."""
     matches = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == backend_type]

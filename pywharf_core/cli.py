@@ -27,7 +27,7 @@ def server(
     auth_write_expires: int = 300,
     extra_index_url: str | None = None,
     debug: bool = False,
-    host: str = "0.0.0.0",
+    host: str = "0.0.0.0",  # noqa: S104 (the seed default; containers need it)
     port: int = 8888,
     **waitress_options: Any,
 ) -> None:
@@ -36,18 +36,18 @@ def server(
     Args:
         root: folder for the server's state (cache, overlay, embedded default secrets).
         config: repositories config TOML (a path, or text with
-            --config_or_admin_secret_can_be_text). Without it: the embedded default,
-            one file_system repository named 'local' with generated secrets.
+            --config_or_admin_secret_can_be_text). Without it, the embedded default
+            is served, one file_system repository named 'local' with generated secrets.
         admin_secret: admin secrets TOML (path or text), for backends that need one.
         config_or_admin_secret_can_be_text: take --config/--admin_secret as TOML text
             when they do not name a file.
         auth_read_expires: seconds a verified read secret is remembered.
         auth_write_expires: seconds a verified write secret is remembered.
         extra_index_url: redirect requests for projects this server does not hold to
-            this index (off by default: dependency-confusion safety).
+            this index. Off by default, for safety against dependency confusion.
         debug: debug logging and tracebacks in the log.
         host: address to listen on.
-        port: port to listen on (0: any free port; the chosen one is printed).
+        port: port to listen on; 0 picks a free port and prints it.
         waitress_options: any other flag is passed on to waitress.serve
             (e.g. --threads 32).
     """
@@ -82,7 +82,10 @@ def commands() -> dict[str, Callable[..., Any]]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--help" in args and "--" not in args:
+        # fire wants `cmd -- --help`; a plain --help must show help and exit 0 too.
+        args = [a for a in args if a != "--help"] + ["--", "--help"]
     try:
         fire.Fire(commands(), command=args, name="pywharf")
     except PywharfError as exc:

@@ -94,7 +94,9 @@ def parse_repo_configs(source: TomlSource) -> dict[str, RepoConfig]:
         _check_repo_name(name, source.label)
         backend_type = table.get("type")
         if not isinstance(backend_type, str):
-            raise ConfigError("missing 'type' (the backend)", source=source.label, table=name, key="type")
+            raise ConfigError(
+                "missing 'type' (the backend)", source=source.label, table=name, key="type"
+            )
         try:
             spec = load_backend_spec(backend_type)
         except ConfigError as exc:
@@ -121,18 +123,24 @@ def parse_admin_secrets(source: TomlSource, repos: dict[str, RepoConfig]) -> dic
     secrets: dict[str, str] = {}
     for name, table in source.data.items():
         if not isinstance(table, dict):
-            raise ConfigError("expected a table with 'raw' or 'env'", source=source.label, table=name)
+            raise ConfigError(
+                "expected a table with 'raw' or 'env'", source=source.label, table=name
+            )
         unknown = set(table) - {"type", "raw", "env"}
         if unknown:
             raise ConfigError(
                 "unknown key (allowed: type, raw, env)",
-                source=source.label, table=name, key=sorted(unknown)[0],
+                source=source.label,
+                table=name,
+                key=sorted(unknown)[0],
             )
         repo = repos.get(name)
         if repo is not None and "type" in table and table["type"] != repo.spec.type:
             raise ConfigError(
                 f"type {table['type']!r} differs from the config's {repo.spec.type!r}",
-                source=source.label, table=name, key="type",
+                source=source.label,
+                table=name,
+                key="type",
             )
         if "raw" in table:
             secrets[name] = str(table["raw"])
@@ -141,7 +149,9 @@ def parse_admin_secrets(source: TomlSource, repos: dict[str, RepoConfig]) -> dic
             if not value:
                 raise ConfigError(
                     f"environment variable {table['env']!r} is not set",
-                    source=source.label, table=name, key="env",
+                    source=source.label,
+                    table=name,
+                    key="env",
                 )
             secrets[name] = value
         else:
@@ -150,7 +160,8 @@ def parse_admin_secrets(source: TomlSource, repos: dict[str, RepoConfig]) -> dic
         if repo.spec.admin_secret and name not in secrets:
             raise ConfigError(
                 f"missing admin secret for this {repo.spec.type} repository",
-                source=source.label, table=name,
+                source=source.label,
+                table=name,
             )
     return secrets
 
@@ -164,7 +175,9 @@ def build_settings(cls: type, values: dict[str, Any], *, source: str, table: str
     for key, value in values.items():
         if key not in fields:
             allowed = ", ".join(["type", *sorted(fields)])
-            raise ConfigError(f"unknown key (allowed: {allowed})", source=source, table=table, key=key)
+            raise ConfigError(
+                f"unknown key (allowed: {allowed})", source=source, table=table, key=key
+            )
         kwargs[key] = _coerce(value, hints[key], source=source, table=table, key=key)
     for name, f in fields.items():
         missing = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
@@ -212,7 +225,11 @@ def _convert(value: Any, kind: Any) -> Any:
         return _FAIL
     if kind is str:
         # fire turns "123" into 123; a secret or a name is still meant as text.
-        return str(value) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else _FAIL
+        return (
+            str(value)
+            if isinstance(value, (str, int, float)) and not isinstance(value, bool)
+            else _FAIL
+        )
     return value if isinstance(value, kind) else _FAIL
 
 

@@ -119,7 +119,9 @@ class RepoIndex:
                 record = FileRecord.from_dict(json.loads(line))
             except (ValueError, KeyError, TypeError):
                 # Only a crash mid-append leaves a broken line, and only as the last one.
-                log.warning("%s:%d: skipping an unreadable overlay line", self._overlay_path, number)
+                log.warning(
+                    "%s:%d: skipping an unreadable overlay line", self._overlay_path, number
+                )
                 continue
             records[record.filename] = record
         return records

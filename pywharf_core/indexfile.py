@@ -48,7 +48,8 @@ def dump_index(index: IndexFile) -> bytes:
         "mtime": index.mtime,
         "files": [r.to_dict() for r in sorted(index.records, key=lambda r: r.filename)],
     }
-    return toml.dumps(data).encode("utf-8")
+    text: str = toml.dumps(data)
+    return text.encode("utf-8")
 
 
 def load_index(data: bytes) -> IndexFile:

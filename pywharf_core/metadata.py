@@ -46,8 +46,7 @@ def _wheel_metadata(path: Path, dist: DistFilename) -> bytes:
             candidates = [
                 info
                 for info in archive.infolist()
-                if info.filename.count("/") == 1
-                and info.filename.endswith(".dist-info/METADATA")
+                if info.filename.count("/") == 1 and info.filename.endswith(".dist-info/METADATA")
             ]
             if len(candidates) != 1:
                 raise InvalidMetadata(
@@ -75,8 +74,10 @@ def _sdist_pkg_info(path: Path, dist: DistFilename) -> bytes:
                 for count, member in enumerate(archive):
                     if count >= MAX_SDIST_MEMBERS_SCANNED:
                         break
-                    if member.isfile() and member.name.count("/") == 1 and member.name.endswith(
-                        "/PKG-INFO"
+                    if (
+                        member.isfile()
+                        and member.name.count("/") == 1
+                        and member.name.endswith("/PKG-INFO")
                     ):
                         if member.size > MAX_METADATA_BYTES:
                             break

@@ -60,8 +60,7 @@ def parse_dist_filename(filename: str) -> DistFilename:
     except (InvalidWheelFilename, InvalidSdistFilename) as exc:
         raise InvalidFilename(f"Invalid filename {filename!r}: {exc}") from exc
     raise InvalidFilename(
-        f"Invalid filename {filename!r}: only wheels (.whl) and sdists (.tar.gz, .zip) "
-        "are accepted"
+        f"Invalid filename {filename!r}: only wheels (.whl) and sdists (.tar.gz, .zip) are accepted"
     )
 
 

@@ -46,7 +46,9 @@ class Repository:
     def open(
         cls, config: RepoConfig, root: Path, admin_secret: str | None, cache: AccessCache
     ) -> Repository:
-        backend = config.spec.create(BackendContext(config.name, root, admin_secret), config.settings)
+        backend = config.spec.create(
+            BackendContext(config.name, root, admin_secret), config.settings
+        )
         index = RepoIndex(root / "cache" / config.name / "overlay.jsonl")
         repo = cls(config, backend, index, cache)
         repo.load_remote_index()
@@ -81,13 +83,9 @@ class Repository:
         if not name or not version:
             raise UploadRejected("The form fields 'name' and 'version' are required")
         if normalize(name) != dist.project:
-            raise UploadRejected(
-                f"Filename {dist.filename!r} does not belong to project {name!r}"
-            )
+            raise UploadRejected(f"Filename {dist.filename!r} does not belong to project {name!r}")
         if not same_version(version, dist.version):
-            raise UploadRejected(
-                f"Filename {dist.filename!r} does not match version {version!r}"
-            )
+            raise UploadRejected(f"Filename {dist.filename!r} does not match version {version!r}")
         if upload.staged.size == 0:
             raise UploadRejected("The uploaded file is empty")
         upload.verify_client_digests()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import string
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -76,8 +77,8 @@ def _embedded_default_source(root: Path) -> TomlSource:
             "# pywharf's embedded default: generated once; keep this file private.\n"
             f"[{EMBEDDED_REPO}]\n"
             'type = "file_system"\n'
-            f'read_secret = "{secrets.token_urlsafe(24)}"\n'
-            f'write_secret = "{secrets.token_urlsafe(24)}"\n'
+            f'read_secret = "{new_secret()}"\n'
+            f'write_secret = "{new_secret()}"\n'
         )
         # O_EXCL: two servers started at once on one ROOT agree on one set of secrets.
         try:
@@ -88,6 +89,13 @@ def _embedded_default_source(root: Path) -> TomlSource:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(text)
     return read_toml(path, can_be_text=False, what="embedded default")
+
+
+def new_secret(length: int = 32) -> str:
+    """A random secret of letters and digits (~190 bits): safe to paste into a URL or a
+    command line (a leading "-" would read as an option) and selected by a double-click."""
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(length))
 
 
 def open_repositories(
@@ -124,7 +132,7 @@ def run_server(
     auth_write_expires: int = 300,
     extra_index_url: str | None = None,
     debug: bool = False,
-    host: str = "0.0.0.0",
+    host: str = "0.0.0.0",  # noqa: S104 (the seed default; containers need it)
     port: int = 8888,
     **waitress_options: Any,
 ) -> None:
@@ -150,15 +158,18 @@ def run_server(
 
 
 def _client_url(host: str, port: int) -> str:
-    shown = "127.0.0.1" if host in ("0.0.0.0", "", "::", "localhost") else host
+    wildcard = ("0.0.0.0", "", "::", "localhost")  # noqa: S104 (a comparison)
+    shown = "127.0.0.1" if host in wildcard else host
     if ":" in shown:
         shown = f"[{shown}]"
     return f"http://{shown}:{port}/"
 
 
 def banner(repositories: Mapping[str, Repository], url: str, embedded_default: bool) -> str:
-    lines = [f"pywharf {__version__}: serving {len(repositories)} repository(ies): "
-             + ", ".join(f"{n} ({r.config.spec.type})" for n, r in repositories.items())]
+    lines = [
+        f"pywharf {__version__}: serving {len(repositories)} repository(ies): "
+        + ", ".join(f"{n} ({r.config.spec.type})" for n, r in repositories.items())
+    ]
     if embedded_default:
         repo = repositories[EMBEDDED_REPO]
         settings = repo.config.settings

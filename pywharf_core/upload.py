@@ -139,7 +139,7 @@ class MultipartUpload:
     # -- driving ------------------------------------------------------------------
     def feed(self, data: bytes | bytearray) -> None:
         try:
-            self._parser.write(data)
+            self._parser.write(bytes(data))
         except MultipartParseError as exc:
             raise UploadRejected(f"Malformed multipart body: {exc}") from exc
 

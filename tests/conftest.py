@@ -46,7 +46,9 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., WharfServer]]:
     """Start ``pywharf server`` processes; all are stopped after the test."""
     started: list[WharfServer] = []
 
-    def start(*args: str, root: Path | None = None, env: dict[str, str] | None = None) -> WharfServer:
+    def start(
+        *args: str, root: Path | None = None, env: dict[str, str] | None = None
+    ) -> WharfServer:
         server = WharfServer(root or tmp_path / f"root{len(started)}", *args, env=env)
         started.append(server)
         return server.start()
@@ -72,8 +74,9 @@ def populated(
     upload_url = server.url + "simple/"
     with_twine = [d.path for d in dists.all if d is not dists.app_sdist]
     clients.twine_upload(upload_url, "local", server.write_secret, *with_twine, env=client_env)
-    clients.uv_publish(upload_url, "local", server.write_secret, dists.app_sdist.path,
-                       env=client_env)
+    clients.uv_publish(
+        upload_url, "local", server.write_secret, dists.app_sdist.path, env=client_env
+    )
     listed = "".join(
         get(server, f"simple/{p}/", auth=("local", server.read_secret)).text
         for p in ("foo-bar-baz", "demo-app")

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import toml
-
 from wharftest import clients
 from wharftest.server import WharfServer
 
@@ -20,7 +19,8 @@ def test_pip_installs_dependency_tree_and_skips_incompatible_python(
     target = tmp_path / "target"
     clients.pip_install(index, target, "demo-app", "--only-binary", ":all:", env=client_env)
     out = clients.import_from(
-        target, "import demo_app, foo_bar_baz; print(demo_app.VERSION, foo_bar_baz.VERSION)",
+        target,
+        "import demo_app, foo_bar_baz; print(demo_app.VERSION, foo_bar_baz.VERSION)",
         client_env,
     )
     # 2.0 of the dependency needs Python >=3.99: pip must have read data-requires-python.
@@ -45,7 +45,8 @@ def test_uv_pip_installs(
     target = tmp_path / "target"
     clients.uv_pip_install(index, target, "demo-app", env=client_env)
     out = clients.import_from(
-        target, "import demo_app, foo_bar_baz; print(demo_app.VERSION, foo_bar_baz.VERSION)",
+        target,
+        "import demo_app, foo_bar_baz; print(demo_app.VERSION, foo_bar_baz.VERSION)",
         client_env,
     )
     assert out == "0.1 1.0"
@@ -105,13 +106,16 @@ def test_upload_then_install_at_once(
     """Read-your-writes: an accepted upload is installable from the same server at once."""
     server = start_server()
     upload = clients.twine_upload if tool == "twine" else clients.uv_publish
-    upload(server.url + "simple/", "local", server.write_secret, dists.base_wheel.path,
-           env=client_env)
+    upload(
+        server.url + "simple/", "local", server.write_secret, dists.base_wheel.path, env=client_env
+    )
     target = tmp_path / "target"
     index = server.index_url("local", server.read_secret)
     clients.pip_install(index, target, "foo-bar-baz", env=client_env)
-    assert clients.import_from(target, "import foo_bar_baz; print(foo_bar_baz.VERSION)",
-                               client_env) == "1.0"
+    assert (
+        clients.import_from(target, "import foo_bar_baz; print(foo_bar_baz.VERSION)", client_env)
+        == "1.0"
+    )
 
 
 def test_twine_sees_reason_and_body_of_a_conflict(
@@ -124,10 +128,38 @@ def test_twine_sees_reason_and_body_of_a_conflict(
     clients.twine_upload(url, "local", server.write_secret, dists.base_wheel.path, env=client_env)
     other = build_wheel(tmp_path / "other", "Foo_Bar.baz", "1.0", summary="different bytes")
     assert other.filename == dists.base_wheel.filename and other.sha256 != dists.base_wheel.sha256
-    result = clients.twine_upload(url, "local", server.write_secret, other.path,
-                                  env=client_env, check=False)
+    result = clients.twine_upload(
+        url, "local", server.write_secret, other.path, env=client_env, check=False
+    )
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "409 File already exists" in output
     # The identical file again is accepted without change (safe retries).
     clients.twine_upload(url, "local", server.write_secret, dists.base_wheel.path, env=client_env)
+
+
+def test_token_username_on_the_per_repository_path(
+    start_server, client_env: dict[str, str], tmp_path: Path, dists
+) -> None:
+    """/r/<repo>/simple/: the username is free (uv, hatch, pdm and poetry send
+    ``__token__``); only the password counts."""
+    server = start_server()
+    url = server.url + "r/local/simple/"
+    clients.twine_upload(
+        url, "__token__", server.write_secret, dists.base_wheel.path, env=client_env
+    )
+    clients.uv_publish(url, "__token__", server.write_secret, dists.app_sdist.path, env=client_env)
+    target = tmp_path / "target"
+    index = server.index_url("__token__", server.read_secret, prefix="r/local/simple/")
+    clients.uv_pip_install(index, target, "demo-app", env=client_env)
+    assert (target / "demo_app" / "__init__.py").exists()
+    # A read secret still cannot upload there, and another repo name is unknown.
+    refused = clients.twine_upload(
+        url, "__token__", server.read_secret, dists.app_wheel.path, env=client_env, check=False
+    )
+    assert refused.returncode != 0 and "403" in refused.stdout + refused.stderr
+    from wharftest.server import get
+
+    unknown = get(server, "r/other/simple/", auth=("__token__", server.read_secret))
+    assert unknown.status_code == 401
+    assert unknown.headers["WWW-Authenticate"] == 'Basic realm="other"'

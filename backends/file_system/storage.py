@@ -24,7 +24,13 @@ from pathlib import Path
 from filelock import FileLock
 
 from pywharf_core.backend import Access, Backend, BackendContext, LocalFile, StagedFile
-from pywharf_core.errors import BackendError, FileExists, FileMissing, IndexConflict, InvalidFilename
+from pywharf_core.errors import (
+    BackendError,
+    FileExists,
+    FileMissing,
+    IndexConflict,
+    InvalidFilename,
+)
 from pywharf_core.metadata import read_dist_metadata
 from pywharf_core.names import DistFilename, parse_dist_filename
 from pywharf_core.records import FileRecord

@@ -57,9 +57,20 @@ def pip_install(
     index_url: str, target: Path, *requirements: str, env: dict[str, str], check: bool = True
 ) -> subprocess.CompletedProcess[str]:
     return run(
-        [sys.executable, "-m", "pip", "install", "--no-cache-dir", "--index-url", index_url,
-         "--target", str(target), *requirements],
-        env, check=check,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-cache-dir",
+            "--index-url",
+            index_url,
+            "--target",
+            str(target),
+            *requirements,
+        ],
+        env,
+        check=check,
     )
 
 
@@ -67,38 +78,81 @@ def uv_pip_install(
     index_url: str, target: Path, *requirements: str, env: dict[str, str], check: bool = True
 ) -> subprocess.CompletedProcess[str]:
     return run(
-        [str(BIN / "uv"), "pip", "install", "--python", sys.executable, "--index-url",
-         index_url, "--target", str(target), *requirements],
-        env, check=check,
+        [
+            str(BIN / "uv"),
+            "pip",
+            "install",
+            "--python",
+            sys.executable,
+            "--index-url",
+            index_url,
+            "--target",
+            str(target),
+            *requirements,
+        ],
+        env,
+        check=check,
     )
 
 
 def twine_upload(
-    repository_url: str, user: str, password: str, *files: Path, env: dict[str, str],
+    repository_url: str,
+    user: str,
+    password: str,
+    *files: Path,
+    env: dict[str, str],
     check: bool = True,
 ) -> subprocess.CompletedProcess[str]:
     return run(
-        [sys.executable, "-m", "twine", "upload", "--verbose", "--disable-progress-bar",
-         "--repository-url", repository_url, "-u", user, "-p", password,
-         *map(str, files)],
-        env, check=check,
+        [
+            sys.executable,
+            "-m",
+            "twine",
+            "upload",
+            "--verbose",
+            "--disable-progress-bar",
+            "--repository-url",
+            repository_url,
+            f"--username={user}",  # "=": a secret may start with "-"
+            f"--password={password}",
+            *map(str, files),
+        ],
+        env,
+        check=check,
     )
 
 
 def uv_publish(
-    publish_url: str, user: str, password: str, *files: Path, env: dict[str, str],
+    publish_url: str,
+    user: str,
+    password: str,
+    *files: Path,
+    env: dict[str, str],
     check: bool = True,
 ) -> subprocess.CompletedProcess[str]:
     return run(
-        [str(BIN / "uv"), "publish", "--publish-url", publish_url, "--username", user,
-         "--password", password, *map(str, files)],
-        env, check=check,
+        [
+            str(BIN / "uv"),
+            "publish",
+            "--publish-url",
+            publish_url,
+            f"--username={user}",
+            f"--password={password}",
+            *map(str, files),
+        ],
+        env,
+        check=check,
     )
 
 
 def import_from(target: Path, statement: str, env: dict[str, str]) -> str:
     """Run ``statement`` with only ``target`` added to the path; return its stdout."""
     return run(
-        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(target)!r}); {statement}"],
+        [
+            sys.executable,
+            "-I",
+            "-c",
+            f"import sys; sys.path.insert(0, {str(target)!r}); {statement}",
+        ],
         env,
     ).stdout.strip()

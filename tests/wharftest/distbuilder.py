@@ -54,7 +54,11 @@ def core_metadata(
 
 
 def module_files(
-    module: str, version: str, *, imports: Sequence[str] = (), extra: dict[str, Content] | None = None
+    module: str,
+    version: str,
+    *,
+    imports: Sequence[str] = (),
+    extra: dict[str, Content] | None = None,
 ) -> dict[str, Content]:
     source = f'VERSION = "{version}"\n' + "".join(f"import {m}\n" for m in imports)
     return {f"{module}/__init__.py": source.encode(), **(extra or {})}
@@ -110,7 +114,9 @@ def build_sdist(
         "pyproject.toml": pyproject.encode(),
         "pep517_backend.py": Path(pep517_backend.__file__).read_bytes(),
     }
-    for arcname, content in module_files(module or dist_name(name), version, imports=imports).items():
+    for arcname, content in module_files(
+        module or dist_name(name), version, imports=imports
+    ).items():
         assert isinstance(content, bytes)
         members[f"src/{arcname}"] = content
     path = out / f"{stem}.tar.gz"

@@ -13,10 +13,10 @@ import os
 import re
 import zipfile
 from collections.abc import Callable, Mapping
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 #: File content: bytes, or a function that streams the content into an open handle.
-Content = Union[bytes, Callable[[BinaryIO], None]]
+Content = bytes | Callable[[BinaryIO], None]
 
 
 def dist_name(name: str) -> str:
@@ -46,8 +46,7 @@ def write_wheel(
     entries: dict[str, Content] = dict(files)
     entries[f"{dist_info}/METADATA"] = metadata.encode("utf-8")
     entries[f"{dist_info}/WHEEL"] = (
-        b"Wheel-Version: 1.0\nGenerator: pywharf-tests\nRoot-Is-Purelib: true\n"
-        b"Tag: py3-none-any\n"
+        b"Wheel-Version: 1.0\nGenerator: pywharf-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
     )
     record_lines = []
     with zipfile.ZipFile(os.path.join(directory, filename), "w") as archive:

@@ -29,11 +29,24 @@ class WharfServer:
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self) -> WharfServer:
-        command = [sys.executable, "-m", "pywharf_core", "server", str(self.root),
-                   "--host", "127.0.0.1", "--port", "0", *self.args]
+        command = [
+            sys.executable,
+            "-m",
+            "pywharf_core",
+            "server",
+            str(self.root),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            *self.args,
+        ]
         self._log = self.log_path.open("a")
         self.proc = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=self._log, text=True,
+            command,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
             env={**os.environ, **(self.env or {})},
         )
         assert self.proc.stdout is not None

@@ -1,0 +1,130 @@
+"""The PEP 503 pages and file downloads, as any client sees them."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import re
+
+import pytest
+from wharftest.server import WharfServer, basic_auth, get
+
+
+@pytest.fixture
+def auth(populated: WharfServer) -> tuple[str, str]:
+    return ("local", populated.read_secret)
+
+
+def test_project_list(populated: WharfServer, auth) -> None:
+    response = get(populated, "simple/", auth=auth)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert '<meta name="pypi:repository-version" content="1.0">' in response.text
+    assert re.findall(r'<a href="([^"]+)">([^<]+)</a>', response.text) == [
+        ("demo-app/", "demo-app"),
+        ("foo-bar-baz/", "foo-bar-baz"),
+    ]
+
+
+def test_project_page_has_hashes_and_escaped_requires_python(
+    populated: WharfServer, auth, dists
+) -> None:
+    response = get(populated, "simple/foo-bar-baz/", auth=auth)
+    assert response.status_code == 200
+    text = response.text
+    assert '<meta name="pypi:repository-version" content="1.0">' in text
+    for dist in (dists.base_wheel, dists.base_sdist, dists.base_future):
+        assert f'href="{dist.filename}#sha256={dist.sha256}"' in text
+    assert 'data-requires-python="&gt;=3.99"' in text
+    # Versions in order, oldest first.
+    assert text.index("1.0") < text.index("2.0")
+    app = get(populated, "simple/demo-app/", auth=auth).text
+    assert 'data-requires-python="&gt;=3.8"' in app
+
+
+@pytest.mark.parametrize(
+    "path, location",
+    [
+        ("simple/Foo_Bar.baz/", "../foo-bar-baz/"),
+        ("simple/FOO-bar-BAZ/", "../foo-bar-baz/"),
+        ("simple/foo-bar-baz", "foo-bar-baz/"),
+        ("simple/Foo_Bar.baz", "foo-bar-baz/"),
+    ],
+)
+def test_non_canonical_urls_redirect(
+    populated: WharfServer, auth, path: str, location: str
+) -> None:
+    response = get(populated, path, auth=auth)
+    assert response.status_code == 301
+    assert response.headers["Location"] == location
+    followed = get(populated, path, auth=auth, allow_redirects=True)
+    assert followed.status_code == 200 and followed.url.endswith("/simple/foo-bar-baz/")
+
+
+def test_unknown_project_is_404(populated: WharfServer, auth) -> None:
+    response = get(populated, "simple/no-such-project/", auth=auth)
+    assert response.status_code == 404
+    assert "not in this repository" in response.text
+
+
+def test_pages_need_credentials(populated: WharfServer) -> None:
+    for path in ("simple/", "simple/foo-bar-baz/", "simple/foo-bar-baz/x.whl"):
+        response = get(populated, path)
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"] == 'Basic realm="pywharf"'
+        assert get(populated, path, auth=("local", "wrong")).status_code == 401
+
+
+@pytest.mark.parametrize("which", ["base_wheel", "base_sdist"])
+def test_download_streams_the_exact_bytes(populated: WharfServer, auth, dists, which: str) -> None:
+    dist = getattr(dists, which)
+    response = get(populated, f"simple/foo-bar-baz/{dist.filename}", auth=auth)
+    assert response.status_code == 200
+    assert hashlib.sha256(response.content).hexdigest() == dist.sha256
+    assert response.headers["Content-Length"] == str(dist.path.stat().st_size)
+    assert "Content-Encoding" not in response.headers
+    expected = "application/zip" if dist.filename.endswith(".whl") else "application/x-tar+gzip"
+    assert response.headers["Content-Type"] == expected
+    assert "immutable" in response.headers["Cache-Control"]
+
+
+def test_download_range_and_head(populated: WharfServer, auth, dists) -> None:
+    path = f"simple/foo-bar-baz/{dists.base_wheel.filename}"
+    data = dists.base_wheel.path.read_bytes()
+    partial = get(populated, path, auth=auth, headers={"Range": "bytes=10-19"})
+    assert partial.status_code == 206
+    assert partial.content == data[10:20]
+    import requests
+
+    head = requests.head(populated.url + path, auth=auth, timeout=10)
+    assert head.status_code == 200
+    assert head.headers["Content-Length"] == str(len(data))
+    assert head.content == b""
+
+
+def test_unknown_file_is_404(populated: WharfServer, auth) -> None:
+    response = get(populated, "simple/foo-bar-baz/foo_bar_baz-9.9-py3-none-any.whl", auth=auth)
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize(
+    "raw_path",
+    [
+        "/simple/foo-bar-baz/..%2f..%2f..%2fembedded_default.toml",
+        "/simple/foo-bar-baz/%2e%2e/%2e%2e/embedded_default.toml",
+        "/simple/../embedded_default.toml",
+        "/simple/foo-bar-baz/../../../../etc/passwd",
+        "/simple/%2e%2e/cache/local/storage/index.toml",
+        "/simple/foo-bar-baz/foo_bar_baz-1.0-py3-none-any.whl.metadata/../../x",
+    ],
+)
+def test_path_traversal_in_urls_reaches_nothing(populated: WharfServer, raw_path: str) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", populated.port, timeout=10)
+    try:
+        connection.request("GET", raw_path, headers=basic_auth("local", populated.read_secret))
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    assert response.status in (301, 307, 404), (response.status, body)
+    assert b"write_secret" not in body and b"root:" not in body
