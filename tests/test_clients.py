@@ -66,9 +66,12 @@ def test_install_with_wrong_secret_fails(
     populated: WharfServer, client_env: dict[str, str], tmp_path: Path
 ) -> None:
     index = populated.index_url("local", "not-the-secret")
-    result = clients.pip_install(index, tmp_path / "t", "demo-app", env=client_env, check=False)
+    target = tmp_path / "t"
+    # -v: pip before 24 reports the 401 only when verbose.
+    result = clients.pip_install(index, target, "demo-app", "-v", env=client_env, check=False)
     assert result.returncode != 0
     assert "401" in result.stdout + result.stderr
+    assert not (target / "demo_app").exists()
 
 
 def test_poetry_resolves_from_pywharf(
