@@ -22,7 +22,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .errors import ConfigError
+from .errors import ConfigError, NotSupported
 from .records import FileRecord
 
 ENTRY_POINT_GROUP = "pywharf.backends"
@@ -107,8 +107,13 @@ class Backend(abc.ABC):
         """How to deliver a stored file; raises ``FileMissing``."""
 
     @abc.abstractmethod
+    def open_metadata(self, record: FileRecord) -> OpenedFile:
+        """How to deliver the core-metadata file stored beside ``record`` (PEP 658);
+        raises ``FileMissing``. Called only for records with ``core_metadata_sha256``."""
+
+    @abc.abstractmethod
     def list_files(self) -> Iterable[FileRecord]:
-        """Every published file; used by the ``update_index`` job only."""
+        """Every published file, with its yanked state; used by ``update_index`` only."""
 
     @abc.abstractmethod
     def read_index(self) -> tuple[bytes, str] | None:
@@ -119,6 +124,11 @@ class Backend(abc.ABC):
         """Replace the remote index if its version is still ``expected_version``
         (``None``: there must be none yet); else raise ``IndexConflict``.
         Returns the new version tag."""
+
+    def set_yanked(self, record: FileRecord, reason: str | None) -> None:
+        """Record that ``record`` is yanked (``reason``, may be empty) or not (``None``),
+        in storage, so that ``list_files`` reports it. Optional: the default refuses."""
+        raise NotSupported("yanking")
 
     def index_version(self) -> str | None:
         """Cheap "changed?" probe of the remote index; override when cheaper than a read."""

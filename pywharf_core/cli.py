@@ -7,6 +7,7 @@ Backends add their own commands as ``pywharf <type>.<command>``.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import fire
 
 from .backend import available_backend_types, load_backend_spec
+from .client import set_yanked
 from .errors import PywharfError
 from .server import print_error, run_server
 
@@ -26,6 +28,7 @@ def server(
     auth_read_expires: int = 3600,
     auth_write_expires: int = 300,
     extra_index_url: str | None = None,
+    trusted_proxy: str | None = None,
     debug: bool = False,
     host: str = "0.0.0.0",  # noqa: S104 (the seed default; containers need it)
     port: int = 8888,
@@ -45,6 +48,9 @@ def server(
         auth_write_expires: seconds a verified write secret is remembered.
         extra_index_url: redirect requests for projects this server does not hold to
             this index. Off by default, for safety against dependency confusion.
+        trusted_proxy: comma-separated addresses of reverse proxies (or *) whose
+            X-Forwarded-Proto, X-Forwarded-Host and X-Forwarded-Prefix headers are
+            believed. Other peers' forwarded headers are ignored.
         debug: debug logging and tracebacks in the log.
         host: address to listen on.
         port: port to listen on; 0 picks a free port and prints it.
@@ -59,11 +65,68 @@ def server(
         auth_read_expires=int(auth_read_expires),
         auth_write_expires=int(auth_write_expires),
         extra_index_url=_text(extra_index_url),
+        trusted_proxy=_text(trusted_proxy),
         debug=bool(debug),
         host=str(host),
         port=int(port),
         **waitress_options,
     )
+
+
+def yank(
+    index_url: str,
+    filename: str,
+    reason: str = "",
+    repo: str | None = None,
+    secret: str | None = None,
+    secret_env: str | None = None,
+) -> None:
+    """Yank a file (PEP 592): installers skip it unless its version is pinned with ==.
+
+    Args:
+        index_url: the index, e.g. http://host:8888/simple/ or http://host:8888/r/REPO/simple/
+        filename: the file to yank, e.g. mypkg-1.0-py3-none-any.whl
+        reason: shown to users of the yanked file.
+        repo: the repository name (the username); not needed with an /r/REPO/simple/ URL.
+        secret: the repository's write secret.
+        secret_env: name of an environment variable holding the write secret instead.
+    """
+    print(_set_yanked(index_url, filename, str(reason), repo, secret, secret_env))
+
+
+def unyank(
+    index_url: str,
+    filename: str,
+    repo: str | None = None,
+    secret: str | None = None,
+    secret_env: str | None = None,
+) -> None:
+    """Undo a yank.
+
+    Args:
+        index_url: the index, e.g. http://host:8888/simple/ or http://host:8888/r/REPO/simple/
+        filename: the file to unyank.
+        repo: the repository name (the username); not needed with an /r/REPO/simple/ URL.
+        secret: the repository's write secret.
+        secret_env: name of an environment variable holding the write secret instead.
+    """
+    print(_set_yanked(index_url, filename, None, repo, secret, secret_env))
+
+
+def _set_yanked(
+    index_url: Any, filename: Any, reason: str | None, repo: Any, secret: Any, secret_env: Any
+) -> str:
+    url = str(index_url)
+    if repo is None and "/r/" not in url:
+        raise PywharfError("give --repo (the repository name), or use an …/r/<repo>/simple/ URL")
+    if (secret is None) == (secret_env is None):
+        raise PywharfError("give exactly one of --secret and --secret_env")
+    if secret_env is not None:
+        value = os.environ.get(str(secret_env))
+        if not value:
+            raise PywharfError(f"environment variable {secret_env!r} is not set")
+        secret = value
+    return set_yanked(url, str(filename), str(repo or "__token__"), str(secret), reason)
 
 
 def _text(value: Any) -> Any:
@@ -73,7 +136,7 @@ def _text(value: Any) -> Any:
 
 def commands() -> dict[str, Callable[..., Any]]:
     """Core commands plus every installed backend's ``<type>.<command>``."""
-    table: dict[str, Callable[..., Any]] = {"server": server}
+    table: dict[str, Callable[..., Any]] = {"server": server, "yank": yank, "unyank": unyank}
     for backend_type in available_backend_types():
         spec = load_backend_spec(backend_type)
         for name, command in spec.commands.items():

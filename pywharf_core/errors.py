@@ -9,7 +9,8 @@
     │   ├── FileMissing          the file is not in storage
     │   ├── AccessDenied         the backend refused the credentials it was given
     │   ├── BackendUnavailable   the remote cannot be reached now (503 + Retry-After)
-    │   └── IndexConflict        the remote index moved since it was read
+    │   ├── IndexConflict        the remote index moved since it was read
+    │   └── NotSupported         the backend does not offer this optional operation (405)
     └── UploadRejected           the client's upload is wrong (400 unless said otherwise)
         ├── InvalidFilename
         ├── InvalidMetadata
@@ -100,6 +101,14 @@ class BackendUnavailable(BackendError):
 
 class IndexConflict(BackendError):
     """``write_index`` found that the remote index changed since it was read."""
+
+
+class NotSupported(BackendError):
+    """An optional backend operation (yanking, deleting) that this backend lacks."""
+
+    def __init__(self, operation: str) -> None:
+        super().__init__(f"This repository's storage backend does not support {operation}")
+        self.operation = operation
 
 
 class UploadRejected(PywharfError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -12,11 +13,12 @@ from pathlib import Path
 from .auth import AccessCache
 from .backend import Access, Backend, BackendContext
 from .config import RepoConfig
-from .errors import FileExists, UploadRejected
+from .errors import FileExists, FileMissing, PywharfError, UploadRejected
 from .index import RepoIndex
 from .indexfile import load_index
 from .metadata import read_dist_metadata
 from .names import normalize, parse_dist_filename, same_version
+from .pagecache import PageCache
 from .records import FileRecord
 from .upload import ReceivedUpload
 
@@ -34,6 +36,19 @@ class UploadOutcome:
     record: FileRecord
 
 
+class Repositories:
+    """The served repositories by name; replaced as a whole when the configuration changes."""
+
+    def __init__(self, repositories: Mapping[str, Repository]) -> None:
+        self.by_name = dict(repositories)
+
+    def get(self, name: str | None) -> Repository | None:
+        return self.by_name.get(name) if name else None
+
+    def __iter__(self) -> Iterator[Repository]:
+        return iter(self.by_name.values())
+
+
 class Repository:
     def __init__(self, config: RepoConfig, backend: Backend, index: RepoIndex, cache: AccessCache):
         self.name = config.name
@@ -41,6 +56,11 @@ class Repository:
         self.backend = backend
         self.index = index
         self._cache = cache
+        self.pages = PageCache()
+        #: Wall-clock time of the last successful read of the remote index, or None.
+        self.synced_at: float | None = None
+        #: Consecutive failed syncs (0 after a success); reported by /metrics.
+        self.sync_failures = 0
 
     @classmethod
     def open(
@@ -51,13 +71,33 @@ class Repository:
         )
         index = RepoIndex(root / "cache" / config.name / "overlay.jsonl")
         repo = cls(config, backend, index, cache)
-        repo.load_remote_index()
+        try:
+            repo.load_remote_index()
+        except PywharfError as exc:  # served from the overlay; /readyz says not synced
+            log.error("%s: cannot read the remote index: %s", repo.name, exc)
         return repo
 
     def load_remote_index(self) -> None:
-        remote = self.backend.read_index()
-        if remote is not None:
-            self.index.set_remote(load_index(remote[0]).records)
+        try:
+            remote = self.backend.read_index()
+            if remote is not None:
+                self.index.set_remote(load_index(remote[0]).records)
+        except PywharfError:
+            self.sync_failures += 1
+            raise
+        self.synced_at = time.time()
+        self.sync_failures = 0
+
+    def yank(self, project: str, filename: str, reason: str | None) -> FileRecord:
+        """Mark a file yanked (``reason``, may be empty) or not (``None``); blocking."""
+        record = self.index.snapshot.find(project, filename)
+        if record is None:
+            raise FileMissing(filename)
+        self.backend.set_yanked(record, reason)
+        updated = record.with_changes(yanked=reason)
+        self.index.add(updated)
+        log.info("%s: %s %s", self.name, "yanked" if reason is not None else "unyanked", filename)
+        return updated
 
     def cached_access(self, secret: str) -> Access | None:
         """A remembered access decision, without calling the backend (may be ``None``)."""

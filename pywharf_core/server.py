@@ -131,6 +131,7 @@ def run_server(
     auth_read_expires: int = 3600,
     auth_write_expires: int = 300,
     extra_index_url: str | None = None,
+    trusted_proxy: str | None = None,
     debug: bool = False,
     host: str = "0.0.0.0",  # noqa: S104 (the seed default; containers need it)
     port: int = 8888,
@@ -145,10 +146,19 @@ def run_server(
     loaded = load_config(root_path, config, admin_secret, config_or_admin_secret_can_be_text)
     cache = AccessCache(auth_read_expires, auth_write_expires)
     repositories = open_repositories(root_path, loaded, cache)
-    app = create_app(repositories, debug=debug, extra_index_url=extra_index_url)
+    app = create_app(
+        repositories,
+        debug=debug,
+        extra_index_url=extra_index_url,
+        trusted_proxies=(trusted_proxy or "").split(","),
+    )
     largest = max(r.backend.max_file_bytes for r in repositories.values())
     waitress_options.setdefault("max_request_body_size", largest + FORM_OVERHEAD_BYTES)
     waitress_options.setdefault("threads", 16)
+    # Whom to believe about X-Forwarded-* is decided in one place, the app's
+    # ProxyHeadersMiddleware (--trusted_proxy), which ignores them from anyone else;
+    # waitress would otherwise drop them before the app sees them.
+    waitress_options.setdefault("clear_untrusted_proxy_headers", False)
     wsgi = with_reason_phrases(ASGIMiddleware(app))  # type: ignore[arg-type]
     server = waitress.create_server(wsgi, host=host, port=port, **waitress_options)
     url = _client_url(host, getattr(server, "effective_port", port))

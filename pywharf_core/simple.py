@@ -1,20 +1,25 @@
-"""The Simple Repository API pages, built as one PEP 691-shaped dict and rendered.
+"""The Simple Repository API pages, built as one PEP 691-shaped dict and rendered as
+PEP 503/691 HTML or JSON.
 
-Links are relative to the page (``/…/simple/<project>/``), so the same page works under
+Links are relative to the page (``…/simple/<project>/``), so the same page works under
 ``/simple/``, ``/r/<repo>/simple/`` and any reverse-proxy prefix.
 """
 
 from __future__ import annotations
 
+import json
 from html import escape
 from typing import Any
 from urllib.parse import quote
 
+from packaging.version import InvalidVersion, Version
+
 from .index import IndexSnapshot
+from .negotiation import JSON_V1
 from .records import FileRecord
 
-#: PEP 629 version of what the pages offer.
-API_VERSION = "1.0"
+#: PEP 629 version: 1.0 (PEP 691) + 1.1 (PEP 700: versions, size, upload-time).
+API_VERSION = "1.1"
 
 
 def project_list_data(snapshot: IndexSnapshot) -> dict[str, Any]:
@@ -25,19 +30,50 @@ def project_list_data(snapshot: IndexSnapshot) -> dict[str, Any]:
 
 
 def project_page_data(project: str, records: tuple[FileRecord, ...]) -> dict[str, Any]:
-    files = []
-    for record in records:
-        item: dict[str, Any] = {
-            "filename": record.filename,
-            "url": quote(record.filename),
-            "hashes": {"sha256": record.sha256},
-            "requires-python": record.requires_python,
-            "yanked": False if record.yanked is None else (record.yanked or True),
-            "size": record.size,
-            "upload-time": record.upload_time_iso,
-        }
-        files.append(item)
-    return {"meta": {"api-version": API_VERSION}, "name": project, "files": files}
+    return {
+        "meta": {"api-version": API_VERSION},
+        "name": project,
+        "versions": _versions(records),
+        "files": [file_data(record) for record in records],
+    }
+
+
+def file_data(record: FileRecord) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "filename": record.filename,
+        "url": quote(record.filename),
+        "hashes": {"sha256": record.sha256},
+    }
+    if record.requires_python:
+        item["requires-python"] = record.requires_python
+    item["core-metadata"] = (
+        {"sha256": record.core_metadata_sha256} if record.core_metadata_sha256 else False
+    )
+    item["yanked"] = False if record.yanked is None else (record.yanked or True)
+    item["size"] = record.size
+    item["upload-time"] = record.upload_time_iso
+    return item
+
+
+def _versions(records: tuple[FileRecord, ...]) -> list[str]:
+    unique = {record.version for record in records}
+
+    def key(version: str) -> tuple[int, Version | str]:
+        try:
+            return (0, Version(version))
+        except InvalidVersion:
+            return (1, version)
+
+    return sorted(unique, key=key)
+
+
+def render(data: dict[str, Any], media_type: str) -> bytes:
+    """The page in ``media_type`` (JSON, or HTML for both HTML forms)."""
+    if media_type == JSON_V1:
+        return json.dumps(data, separators=(",", ":")).encode("utf-8")
+    if "projects" in data:
+        return _project_list_html(data).encode("utf-8")
+    return _project_page_html(data).encode("utf-8")
 
 
 _HEAD = (
@@ -47,7 +83,7 @@ _HEAD = (
 )
 
 
-def render_project_list_html(data: dict[str, Any]) -> str:
+def _project_list_html(data: dict[str, Any]) -> str:
     parts = [_HEAD.format(version=data["meta"]["api-version"], title="Simple index")]
     for project in data["projects"]:
         name = escape(project["name"])
@@ -56,14 +92,22 @@ def render_project_list_html(data: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def render_project_page_html(data: dict[str, Any]) -> str:
+def _project_page_html(data: dict[str, Any]) -> str:
     title = f"Links for {escape(data['name'])}"
-    parts = [_HEAD.format(version=data["meta"]["api-version"], title=title), f"<h1>{title}</h1>\n"]
+    parts = [
+        _HEAD.format(version=data["meta"]["api-version"], title=title),
+        f"<h1>{title}</h1>\n",
+    ]
     for item in data["files"]:
         href = item["url"] + "".join(f"#{k}={v}" for k, v in item["hashes"].items())
         attrs = [f'href="{escape(href)}"']
-        if item["requires-python"]:
+        if "requires-python" in item:
             attrs.append(f'data-requires-python="{escape(item["requires-python"])}"')
+        metadata = item["core-metadata"]
+        if metadata:
+            # PEP 714: data-core-metadata, and the legacy name with the same value.
+            value = escape("".join(f"{k}={v}" for k, v in metadata.items()))
+            attrs.append(f'data-core-metadata="{value}" data-dist-info-metadata="{value}"')
         yanked = item["yanked"]
         if yanked is not False:
             reason = "" if yanked is True else yanked

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from .backend import Access, Backend, FileStream, LocalFile, RedirectTo, StagedFile
-from .errors import FileExists, FileMissing, IndexConflict
+from .errors import FileExists, FileMissing, IndexConflict, NotSupported
 from .records import FileRecord
 
 
@@ -88,6 +88,10 @@ def put(
         return backend.put_file(record_for(filename, data, metadata), staged, metadata), data
     finally:
         staged.path.unlink(missing_ok=True)
+
+
+def _listed(backend: Backend, record: FileRecord) -> FileRecord:
+    return next(r for r in backend.list_files() if r.filename == record.filename)
 
 
 class BackendConformance:
@@ -152,6 +156,31 @@ class BackendConformance:
             assert listed[record.filename].sha256 == record.sha256
             assert listed[record.filename].size == record.size
             assert listed[record.filename].project == "conf-list"
+
+    def test_metadata_is_stored_beside_the_file(self, backend: Backend) -> None:
+        stored, _ = put(backend, "conf-meta", "1.0")
+        opened = backend.open_metadata(stored)
+        if isinstance(opened, LocalFile):
+            data = opened.path.read_bytes()
+        elif isinstance(opened, FileStream):
+            data = b"".join(opened.chunks)
+            opened.close()
+        else:
+            with urllib.request.urlopen(opened.url, timeout=30) as response:  # noqa: S310
+                data = response.read()
+        assert hashlib.sha256(data).hexdigest() == stored.core_metadata_sha256
+
+    def test_yanked_state_is_listed(self, backend: Backend) -> None:
+        stored, _ = put(backend, "conf-yank", "1.0")
+        try:
+            backend.set_yanked(stored, "broken build")
+        except NotSupported:
+            pytest.skip("this backend does not support yanking")
+        assert _listed(backend, stored).yanked == "broken build"
+        backend.set_yanked(stored, "")
+        assert _listed(backend, stored).yanked == ""
+        backend.set_yanked(stored, None)
+        assert _listed(backend, stored).yanked is None
 
     def test_index_compare_and_swap(self, backend: Backend) -> None:
         assert backend.read_index() is None

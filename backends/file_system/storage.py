@@ -4,6 +4,7 @@
         index.toml                       the remote index (written by update_index)
         <project>/<filename>             a distribution file
         <project>/<filename>.metadata    its core metadata (PEP 658), when it has one
+        <project>/<filename>.yanked      present when yanked (PEP 592); holds the reason
         .pywharf-staging/                uploads while they arrive (same file system)
 
 Writes are create-only and atomic: the staged file is fsynced and hard-linked to its
@@ -122,11 +123,26 @@ class FileSystemBackend(Backend):
             raise FileMissing(record.filename)
         return LocalFile(path)
 
+    def open_metadata(self, record: FileRecord) -> LocalFile:
+        dist = self.open_file(record).path
+        path = _metadata_path(dist)
+        if not path.is_file():
+            raise FileMissing(record.filename + ".metadata")
+        return LocalFile(path)
+
+    def set_yanked(self, record: FileRecord, reason: str | None) -> None:
+        marker = _yanked_path(self.open_file(record).path)
+        if reason is None:
+            marker.unlink(missing_ok=True)
+        else:
+            os.replace(self._write_temp(marker.parent, reason.encode("utf-8")), marker)
+        _fsync_path(marker.parent)
+
     def list_files(self) -> Iterator[FileRecord]:
         for directory, subdirs, files in os.walk(self.root):
             subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
             for name in sorted(files):
-                if name.startswith(".") or name.endswith(".metadata"):
+                if name.startswith(".") or name.endswith((".metadata", ".yanked")):
                     continue
                 try:
                     dist = parse_dist_filename(name)
@@ -138,6 +154,10 @@ class FileSystemBackend(Backend):
     def _record_for(self, path: Path, dist: DistFilename) -> FileRecord:
         meta = read_dist_metadata(path, dist)
         stat = path.stat()
+        try:
+            yanked: str | None = _yanked_path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            yanked = None
         core_sha = hashlib.sha256(meta.core_metadata).hexdigest() if meta.core_metadata else None
         return FileRecord(
             project=dist.project,
@@ -148,6 +168,7 @@ class FileSystemBackend(Backend):
             upload_time=stat.st_mtime,
             requires_python=meta.requires_python,
             core_metadata_sha256=core_sha,
+            yanked=yanked,
             backend_ref=path.relative_to(self.root).as_posix(),
         )
 
@@ -201,6 +222,10 @@ class FileSystemBackend(Backend):
 
 def _metadata_path(final: Path) -> Path:
     return final.with_name(final.name + ".metadata")
+
+
+def _yanked_path(final: Path) -> Path:
+    return final.with_name(final.name + ".yanked")
 
 
 def _link_if_absent(source: Path, target: Path) -> None:

@@ -1,0 +1,51 @@
+"""Calls from the command line to a running pywharf server (yank, unyank)."""
+
+from __future__ import annotations
+
+import base64
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from .errors import PywharfError
+from .names import parse_dist_filename
+
+
+class ServerError(PywharfError):
+    """The server refused a request; carries its status and message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"the server answered {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+def set_yanked(
+    index_url: str, filename: str, username: str, secret: str, reason: str | None
+) -> str:
+    """Yank (``reason`` given, may be empty) or unyank (``None``) ``filename`` on the index
+    at ``index_url`` (``…/simple/`` or ``…/r/<repo>/simple/``); returns the server's text."""
+    project = parse_dist_filename(filename).project
+    action = "unyank" if reason is None else "yank"
+    url = f"{index_url.rstrip('/')}/{project}/{urllib.parse.quote(filename)}/{action}"
+    if not url.startswith(("http://", "https://")):
+        raise PywharfError(f"the index URL must start with http:// or https://: {index_url}")
+    body = urllib.parse.urlencode({"reason": reason or ""}).encode()
+    token = base64.b64encode(f"{username}:{secret}".encode()).decode()
+    request = urllib.request.Request(  # noqa: S310 (scheme checked above)
+        url,
+        data=body,
+        method="POST",
+        headers={
+            "Authorization": f"Basic {token}",
+            "Content-Type": "application/x-www-form-urlencoded",
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+            return str(response.read().decode("utf-8", "replace")).strip()
+    except urllib.error.HTTPError as exc:
+        message = exc.read().decode("utf-8", "replace").strip() or str(exc.reason)
+        raise ServerError(exc.code, message) from None
+    except urllib.error.URLError as exc:
+        raise PywharfError(f"cannot reach {index_url}: {exc.reason}") from None

@@ -1,0 +1,58 @@
+"""Honouring ``X-Forwarded-Proto``, ``-Host`` and ``-Prefix`` from trusted proxies only.
+
+Behind a reverse proxy that serves pywharf under ``https://pkgs.example.com/pypi/``, the
+proxy sends these headers and the URLs pywharf builds (redirects) use them. From any
+other peer they are ignored, so nobody can make pywharf point clients elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+Scope = dict[str, Any]
+
+
+class ProxyHeadersMiddleware:
+    """ASGI middleware; ``trusted`` holds peer addresses, or ``"*"`` for every peer."""
+
+    def __init__(self, app: Any, trusted: Iterable[str]) -> None:
+        self.app = app
+        self.trusted = frozenset(t.strip() for t in trusted if t.strip())
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and self.trusted and self._is_trusted(scope):
+            scope = self._apply(scope)
+        await self.app(scope, receive, send)
+
+    def _is_trusted(self, scope: Scope) -> bool:
+        client = scope.get("client")
+        return "*" in self.trusted or (client is not None and client[0] in self.trusted)
+
+    @staticmethod
+    def _apply(scope: Scope) -> Scope:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        scope = dict(scope)
+        proto = _first(headers.get("x-forwarded-proto"))
+        if proto in ("http", "https"):
+            scope["scheme"] = proto
+        host = _first(headers.get("x-forwarded-host"))
+        if host:
+            scope["headers"] = [(k, v) for k, v in scope["headers"] if k.lower() != b"host"] + [
+                (b"host", host.encode("latin-1"))
+            ]
+            scope["server"] = None
+        prefix = _first(headers.get("x-forwarded-prefix"))
+        if prefix:
+            prefix = "/" + prefix.strip("/")
+            # Starlette routes on path minus root_path; URLs are built from path.
+            scope["root_path"] = prefix + scope.get("root_path", "")
+            if not scope["path"].startswith(prefix + "/"):
+                scope["path"] = prefix + scope["path"]
+                raw = scope.get("raw_path") or scope["path"].encode("latin-1")
+                scope["raw_path"] = prefix.encode() + raw
+        return scope
+
+
+def _first(value: str | None) -> str | None:
+    return value.split(",")[0].strip() if value else None
