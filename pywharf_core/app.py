@@ -15,6 +15,7 @@ from starlette.routing import Mount, Route
 from . import ops, views
 from .errors import (
     BackendUnavailable,
+    ConfigError,
     FileExists,
     FileMissing,
     NotSupported,
@@ -24,6 +25,7 @@ from .errors import (
 from .negotiation import JSON_V1, TEXT_HTML, NotAcceptable
 from .proxy import ProxyHeadersMiddleware
 from .repository import Repositories, Repository
+from .runtime import InitializeRefused
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,9 @@ def create_app(
         routes=[
             Mount("/simple", routes=simple_routes),
             Mount("/r/{repo}/simple", routes=simple_routes),
+            Route("/index_mtime/", views.index_mtime, methods=["GET"]),
+            Route("/r/{repo}/index_mtime/", views.index_mtime, methods=["GET"]),
+            Route("/initialize/", views.initialize, methods=["POST"]),
             Route("/healthz", ops.healthz, methods=["GET"]),
             Route("/readyz", ops.readyz, methods=["GET"]),
             Route("/metrics", ops.metrics, methods=["GET"]),
@@ -128,6 +133,10 @@ async def _pywharf_error(request: Request, exc: Exception) -> Response:
         return error_response(exc.status, exc.message)
     if isinstance(exc, NotSupported):
         return error_response(405, str(exc))
+    if isinstance(exc, InitializeRefused):
+        return error_response(403, str(exc))
+    if isinstance(exc, ConfigError):  # a posted configuration; the old one stays in force
+        return error_response(400, f"Configuration refused, nothing changed: {exc}")
     if isinstance(exc, FileMissing):
         log.error("%s", exc)
         return error_response(404, str(exc))

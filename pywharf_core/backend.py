@@ -112,8 +112,11 @@ class Backend(abc.ABC):
         raises ``FileMissing``. Called only for records with ``core_metadata_sha256``."""
 
     @abc.abstractmethod
-    def list_files(self) -> Iterable[FileRecord]:
-        """Every published file, with its yanked state; used by ``update_index`` only."""
+    def list_files(self, known: Mapping[str, FileRecord] | None = None) -> Iterable[FileRecord]:
+        """Every published file, with its yanked state; used by ``update_index`` only.
+
+        ``known`` holds the last index's records by ``backend_ref``: a backend may reuse
+        one whose file did not change instead of reading the file again."""
 
     @abc.abstractmethod
     def read_index(self) -> tuple[bytes, str] | None:
@@ -129,6 +132,13 @@ class Backend(abc.ABC):
         """Record that ``record`` is yanked (``reason``, may be empty) or not (``None``),
         in storage, so that ``list_files`` reports it. Optional: the default refuses."""
         raise NotSupported("yanking")
+
+    def changes_since(self, cursor: str | None) -> tuple[list[FileRecord], str | None]:
+        """Records published or changed since ``cursor`` (``None``: since the remote index
+        was written) that the remote index may not hold yet, and the cursor for next
+        time. Lets servers sharing a storage see each other's uploads before
+        ``update_index`` runs. Optional: the default reports nothing."""
+        return [], cursor
 
     def index_version(self) -> str | None:
         """Cheap "changed?" probe of the remote index; override when cheaper than a read."""
@@ -148,6 +158,8 @@ class BackendContext:
     repo_name: str
     root: Path  # the server's ROOT folder (or the working folder of a CLI job)
     admin_secret: str | None = None
+    #: False for jobs (update_index), which need no client secrets.
+    serving: bool = True
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,7 @@ class RepoConfig:
     name: str
     spec: BackendSpec
     settings: Any  # an instance of spec.config_class
+    source: str = ""  # the file (or text label) the table came from
 
 
 def parse_repo_configs(source: TomlSource) -> dict[str, RepoConfig]:
@@ -103,7 +104,7 @@ def parse_repo_configs(source: TomlSource) -> dict[str, RepoConfig]:
             raise ConfigError(exc.message, source=source.label, table=name, key="type") from None
         settings_in = {k: v for k, v in table.items() if k != "type"}
         settings = build_settings(spec.config_class, settings_in, source=source.label, table=name)
-        repos[name] = RepoConfig(name, spec, settings)
+        repos[name] = RepoConfig(name, spec, settings, source.label)
     return repos
 
 

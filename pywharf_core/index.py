@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -81,10 +82,26 @@ class RepoIndex:
         return self._snapshot
 
     def set_remote(self, records: Iterable[FileRecord]) -> None:
-        """Replace the synced part of the index."""
+        """Replace the synced part of the index. Overlay entries the remote view now
+        reflects (same bytes, same yanked state) leave the overlay."""
         with self._lock:
             self._remote = tuple(records)
+            remote = {r.filename: r for r in self._remote}
+            reflected = [
+                name
+                for name, mine in self._overlay.items()
+                if (theirs := remote.get(name)) is not None
+                and (theirs.sha256, theirs.yanked) == (mine.sha256, mine.yanked)
+            ]
+            if reflected:
+                for name in reflected:
+                    del self._overlay[name]
+                self._rewrite_overlay()
             self._rebuild()
+
+    @property
+    def overlay_size(self) -> int:
+        return len(self._overlay)
 
     def add(self, record: FileRecord) -> None:
         """Record an accepted upload: persist it to the overlay, then make it visible."""
@@ -125,6 +142,18 @@ class RepoIndex:
                 continue
             records[record.filename] = record
         return records
+
+    def _rewrite_overlay(self) -> None:
+        text = "".join(
+            json.dumps(r.to_dict(), sort_keys=True) + "\n" for r in self._overlay.values()
+        )
+        self._overlay_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self._overlay_path.parent, prefix=".overlay-")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self._overlay_path)
 
     def _append_overlay(self, record: FileRecord) -> None:
         self._overlay_path.parent.mkdir(parents=True, exist_ok=True)

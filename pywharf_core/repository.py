@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -57,10 +58,16 @@ class Repository:
         self.index = index
         self._cache = cache
         self.pages = PageCache()
-        #: Wall-clock time of the last successful read of the remote index, or None.
+        #: Wall-clock time of the last successful sync, or None.
         self.synced_at: float | None = None
         #: Consecutive failed syncs (0 after a success); reported by /metrics.
         self.sync_failures = 0
+        self._sync_lock = threading.Lock()
+        self._remote: dict[str, FileRecord] = {}
+        self._remote_version: str | None = None
+        self._remote_loaded = False
+        self._changes: dict[str, FileRecord] = {}
+        self._changes_cursor: str | None = None
 
     @classmethod
     def open(
@@ -71,21 +78,55 @@ class Repository:
         )
         index = RepoIndex(root / "cache" / config.name / "overlay.jsonl")
         repo = cls(config, backend, index, cache)
-        try:
-            repo.load_remote_index()
-        except PywharfError as exc:  # served from the overlay; /readyz says not synced
-            log.error("%s: cannot read the remote index: %s", repo.name, exc)
+        repo.sync_logged()  # on failure: served from the overlay, /readyz says not synced
         return repo
 
-    def load_remote_index(self) -> None:
+    def sync(self) -> bool:
+        """One sync round (blocking): a cheap check of the remote index's version, a
+        full reload only when it moved, then the backend's changes since. Returns
+        whether the index changed. Raises what the backend raises."""
+        with self._sync_lock:
+            changed = False
+            version = self.backend.index_version()
+            if not self._remote_loaded or version != self._remote_version:
+                remote = self.backend.read_index()
+                records = load_index(remote[0]).records if remote is not None else ()
+                self._remote = {r.filename: r for r in records}
+                self._remote_version = remote[1] if remote is not None else None
+                self._remote_loaded = True
+                # The new index may hold what the change log held: read it all again.
+                self._changes, self._changes_cursor = {}, None
+                changed = True
+            news, self._changes_cursor = self.backend.changes_since(self._changes_cursor)
+            for record in news:
+                self._changes[record.filename] = record
+                changed = True
+            if changed:
+                self.index.set_remote([*self._remote.values(), *self._changes.values()])
+            self.synced_at = time.time()
+            return changed
+
+    def sync_logged(self) -> None:
+        """``sync``, keeping the last good index on failure and logging once per streak."""
         try:
-            remote = self.backend.read_index()
-            if remote is not None:
-                self.index.set_remote(load_index(remote[0]).records)
-        except PywharfError:
+            self.sync()
+        except PywharfError as exc:
             self.sync_failures += 1
-            raise
-        self.synced_at = time.time()
+            if self.sync_failures == 1:
+                log.error(
+                    "%s: cannot read the remote index: %s (serving the last good "
+                    "index; logged once until it recovers)",
+                    self.name,
+                    exc,
+                )
+            return
+        except Exception:
+            self.sync_failures += 1
+            if self.sync_failures == 1:
+                log.exception("%s: index sync failed", self.name)
+            return
+        if self.sync_failures:
+            log.info("%s: index sync recovered after %d failures", self.name, self.sync_failures)
         self.sync_failures = 0
 
     def yank(self, project: str, filename: str, reason: str | None) -> FileRecord:

@@ -1,8 +1,9 @@
 """``pywharf server``: load the configuration, open the repositories, serve with waitress.
 
 Configuration, in order of precedence: ``--config`` (with ``--admin_secret``); else the
-embedded default, one ``file_system`` repository named ``local`` whose read and write
-secrets are generated once and kept in ``ROOT/embedded_default.toml`` (mode 0600).
+configuration last posted to ``/initialize/`` (saved under ROOT); else the embedded
+default, one ``file_system`` repository named ``local`` whose read and write secrets are
+generated once and kept in ``ROOT/embedded_default.toml`` (mode 0600).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import secrets
 import string
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +23,10 @@ from a2wsgi import ASGIMiddleware
 from . import __version__
 from .app import REASON_HEADER, create_app
 from .auth import AccessCache
-from .config import (
-    RepoConfig,
-    TomlSource,
-    parse_admin_secrets,
-    parse_repo_configs,
-    read_toml,
-)
-from .repository import Repository
+from .config import TomlSource, parse_admin_secrets, parse_repo_configs, read_toml
+from .errors import ConfigError
+from .repository import Repositories, Repository
+from .runtime import SAVED_ADMIN_SECRET, SAVED_CONFIG, LoadedConfig, Runtime
 from .upload import FORM_OVERHEAD_BYTES
 
 log = logging.getLogger("pywharf")
@@ -39,26 +35,23 @@ EMBEDDED_DEFAULT_FILE = "embedded_default.toml"
 EMBEDDED_REPO = "local"
 
 
-@dataclass(frozen=True)
-class LoadedConfig:
-    repos: dict[str, RepoConfig]
-    admin_secrets: dict[str, str]
-    embedded_default: bool
-
-
 def load_config(
     root: Path,
     config: str | None,
     admin_secret: str | None,
     can_be_text: bool,
 ) -> LoadedConfig:
+    """``--config`` (with ``--admin_secret``); else the configuration last posted to
+    ``/initialize/`` and saved under ROOT; else the embedded default."""
+    if config is None and admin_secret is not None:
+        raise ConfigError("--admin_secret needs --config")
+    if config is None and (root / SAVED_CONFIG).is_file():
+        config = str(root / SAVED_CONFIG)
+        saved_secret = root / SAVED_ADMIN_SECRET
+        admin_secret = str(saved_secret) if saved_secret.is_file() else None
+        can_be_text = False
     if config is None:
-        if admin_secret is not None:
-            from .errors import ConfigError
-
-            raise ConfigError("--admin_secret needs --config")
-        source = _embedded_default_source(root)
-        return LoadedConfig(parse_repo_configs(source), {}, True)
+        return LoadedConfig(parse_repo_configs(_embedded_default_source(root)), {}, True)
     source = read_toml(config, can_be_text=can_be_text, what="config")
     repos = parse_repo_configs(source)
     secrets_source = (
@@ -98,15 +91,6 @@ def new_secret(length: int = 32) -> str:
     return "".join(secrets.choice(alphabet) for _ in range(length))
 
 
-def open_repositories(
-    root: Path, loaded: LoadedConfig, cache: AccessCache
-) -> dict[str, Repository]:
-    return {
-        name: Repository.open(repo, root, loaded.admin_secrets.get(name), cache)
-        for name, repo in loaded.repos.items()
-    }
-
-
 def with_reason_phrases(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
     """WSGI wrapper: move the app's ``x-pywharf-reason`` header into the status line."""
 
@@ -132,6 +116,7 @@ def run_server(
     auth_write_expires: int = 300,
     extra_index_url: str | None = None,
     trusted_proxy: str | None = None,
+    initialize_secret: str | None = None,
     debug: bool = False,
     host: str = "0.0.0.0",  # noqa: S104 (the seed default; containers need it)
     port: int = 8888,
@@ -145,14 +130,22 @@ def run_server(
     root_path.mkdir(parents=True, exist_ok=True)
     loaded = load_config(root_path, config, admin_secret, config_or_admin_secret_can_be_text)
     cache = AccessCache(auth_read_expires, auth_write_expires)
-    repositories = open_repositories(root_path, loaded, cache)
     app = create_app(
-        repositories,
+        {},
         debug=debug,
         extra_index_url=extra_index_url,
         trusted_proxies=(trusted_proxy or "").split(","),
     )
-    largest = max(r.backend.max_file_bytes for r in repositories.values())
+
+    def publish(repositories: Repositories) -> None:
+        app.state.repositories = repositories
+
+    runtime = Runtime(root_path, cache, publish, initialize_secret=initialize_secret)
+    runtime.start(loaded)
+    app.state.runtime = runtime
+    repositories = runtime.repositories.by_name
+    # /initialize/ may add repositories with larger files later: allow the largest default.
+    largest = max([*(r.backend.max_file_bytes for r in repositories.values()), 5368709119])
     waitress_options.setdefault("max_request_body_size", largest + FORM_OVERHEAD_BYTES)
     waitress_options.setdefault("threads", 16)
     # Whom to believe about X-Forwarded-* is decided in one place, the app's
@@ -164,7 +157,10 @@ def run_server(
     url = _client_url(host, getattr(server, "effective_port", port))
     print(banner(repositories, url, loaded.embedded_default), flush=True)
     print(f"pywharf {__version__}: listening on {url}", flush=True)
-    server.run()
+    try:
+        server.run()
+    finally:
+        runtime.stop()
 
 
 def _client_url(host: str, port: int) -> str:

@@ -28,7 +28,7 @@ from starlette.responses import (
 
 from .auth import parse_basic_auth
 from .backend import Access, FileStream, LocalFile, OpenedFile, RedirectTo
-from .errors import FileMissing, FileTooLarge
+from .errors import FileMissing, FileTooLarge, UploadRejected
 from .names import normalize
 from .negotiation import content_type_header, negotiate
 from .pagecache import RenderedPage, etag_matches
@@ -249,6 +249,44 @@ async def _set_yanked(request: Request, *, yanked: bool) -> Response:
         raise HTTPException(404, f"File {filename!r} is not in this repository") from None
     state = f"yanked ({record.yanked or 'no reason given'})" if yanked else "no longer yanked"
     return PlainTextResponse(f"OK: {filename} is {state}\n")
+
+
+async def index_mtime(request: Request) -> Response:
+    """When the repository's index was last synced (seconds since the epoch, integer)."""
+    repo = await authorize(request, Access.READ)
+    return PlainTextResponse(f"{int(repo.synced_at or 0)}\n")
+
+
+#: A posted configuration is a few KiB; this bounds what /initialize/ reads.
+MAX_INITIALIZE_BYTES = 1024 * 1024
+
+
+async def initialize(request: Request) -> Response:
+    """Replace the configuration: form fields or files ``config`` and ``admin_secret``."""
+    refuse_cross_site(request)
+    runtime = getattr(request.app.state, "runtime", None)
+    if runtime is None:
+        raise HTTPException(404, "This server does not take its configuration over HTTP")
+    async with request.form(max_files=2, max_fields=4, max_part_size=MAX_INITIALIZE_BYTES) as form:
+        fields = {}
+        for key in ("config", "admin_secret", "initialize_secret"):
+            value = form.get(key)
+            if value is None or isinstance(value, str):
+                fields[key] = value
+            else:  # an uploaded file
+                fields[key] = (await value.read(MAX_INITIALIZE_BYTES + 1)).decode(
+                    "utf-8", "replace"
+                )
+    if not fields["config"]:
+        raise UploadRejected("POST /initialize/ needs a 'config' field or file (TOML)")
+    proof = fields["initialize_secret"]
+    credentials = parse_basic_auth(request.headers.get("authorization"))
+    if proof is None and credentials is not None:
+        proof = credentials.password
+    names = await run_in_threadpool(
+        runtime.initialize, fields["config"], fields["admin_secret"] or "", proof
+    )
+    return PlainTextResponse(f"OK: now serving {', '.join(names)}\n")
 
 
 def refuse_cross_site(request: Request) -> None:

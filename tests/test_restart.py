@@ -24,9 +24,11 @@ def test_uploads_survive_a_restart_and_identical_reupload_mends_the_index(
     page = get(server, "simple/foo-bar-baz/", auth=auth)
     assert dists.base_wheel.filename in page.text
 
-    # Lose the index entry (as a crash after storing, before indexing, would), restart.
+    # Lose every record of it (as a crash after storing, before recording, would): the
+    # server's overlay and the storage's journal. Restart.
     server.stop()
     (root / "cache" / "local" / "overlay.jsonl").unlink()
+    (root / "cache" / "local" / "storage" / ".pywharf-journal.jsonl").unlink()
     server = start_server(root=root)
     assert get(server, "simple/foo-bar-baz/", auth=auth).status_code == 404
     clients.twine_upload(

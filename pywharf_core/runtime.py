@@ -1,0 +1,158 @@
+"""The running configuration of a server: its repositories, their sync threads, and the
+replacement of both by ``POST /initialize/``.
+
+State under ROOT::
+
+    embedded_default.toml   the embedded default's generated secrets (0600)
+    config.toml             the configuration posted to /initialize/ (0600)
+    admin_secret.toml       the admin secrets posted with it (0600)
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .auth import AccessCache
+from .config import RepoConfig, parse_admin_secrets, parse_repo_configs, parse_toml
+from .errors import ConfigError, PywharfError
+from .repository import Repositories, Repository
+
+log = logging.getLogger(__name__)
+
+SAVED_CONFIG = "config.toml"
+SAVED_ADMIN_SECRET = "admin_secret.toml"  # noqa: S105 (a file name)
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    repos: dict[str, RepoConfig]
+    admin_secrets: dict[str, str]
+    embedded_default: bool
+
+
+class InitializeRefused(PywharfError):
+    """``/initialize/`` without the proof it needs (403)."""
+
+
+class SyncThread(threading.Thread):
+    """Syncs one repository's index every ``sync_index_interval`` seconds."""
+
+    def __init__(self, repo: Repository) -> None:
+        super().__init__(name=f"sync-{repo.name}", daemon=True)
+        self.repo = repo
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopped.wait(self.repo.backend.sync_index_interval):
+            self.repo.sync_logged()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+
+def open_repositories(
+    root: Path, loaded: LoadedConfig, cache: AccessCache
+) -> dict[str, Repository]:
+    repositories = {}
+    for name, repo in loaded.repos.items():
+        try:
+            repositories[name] = Repository.open(repo, root, loaded.admin_secrets.get(name), cache)
+        except ConfigError as exc:
+            # A backend's own check: name the file the table came from.
+            raise ConfigError(
+                exc.message, source=exc.source or repo.source, table=name, key=exc.key
+            ) from None
+    return repositories
+
+
+class Runtime:
+    """Owns the served repositories; ``publish`` makes a new set visible to the app."""
+
+    def __init__(
+        self,
+        root: Path,
+        cache: AccessCache,
+        publish: Callable[[Repositories], None],
+        initialize_secret: str | None = None,
+    ) -> None:
+        self.root = root
+        self.cache = cache
+        self._publish = publish
+        self._initialize_secret = initialize_secret
+        self._lock = threading.Lock()
+        self._threads: list[SyncThread] = []
+        self.repositories = Repositories({})
+        self.embedded_default = False
+
+    def start(self, loaded: LoadedConfig) -> None:
+        self._switch(open_repositories(self.root, loaded, self.cache), loaded.embedded_default)
+
+    def stop(self) -> None:
+        for thread in self._threads:
+            thread.stop()
+
+    def initialize(self, config_text: str, admin_secret_text: str, proof: str | None) -> list[str]:
+        """Replace the configuration (``POST /initialize/``); returns the repo names.
+
+        Allowed with the server's ``--initialize_secret`` as proof or, when none is set,
+        only while the server still runs its untouched embedded default. An invalid
+        configuration raises ``ConfigError`` and changes nothing."""
+        with self._lock:
+            self._check_allowed(proof)
+            repos = parse_repo_configs(parse_toml(config_text, "<posted config>"))
+            secrets = parse_admin_secrets(
+                parse_toml(admin_secret_text, "<posted admin_secret>"), repos
+            )
+            opened = open_repositories(self.root, LoadedConfig(repos, secrets, False), self.cache)
+            _write_private(self.root / SAVED_ADMIN_SECRET, admin_secret_text)
+            _write_private(self.root / SAVED_CONFIG, config_text)
+            self._switch(opened, embedded_default=False)
+            log.info("configuration replaced by /initialize/: %s", ", ".join(opened))
+            return list(opened)
+
+    def _check_allowed(self, proof: str | None) -> None:
+        if self._initialize_secret:
+            if proof is None or not hmac.compare_digest(
+                proof.encode("utf-8"), self._initialize_secret.encode("utf-8")
+            ):
+                raise InitializeRefused(
+                    "POST /initialize/ needs the server's initialize secret (form field "
+                    "'initialize_secret', or as the basic-auth password)"
+                )
+            return
+        untouched = self.embedded_default and all(
+            repo.index.snapshot.file_count == 0 for repo in self.repositories
+        )
+        if not untouched:
+            raise InitializeRefused(
+                "POST /initialize/ is refused: this server has no --initialize_secret and "
+                "is no longer on its untouched embedded default"
+            )
+
+    def _switch(self, repositories: dict[str, Repository], embedded_default: bool) -> None:
+        old_threads = self._threads
+        self._threads = [SyncThread(repo) for repo in repositories.values()]
+        self.repositories = Repositories(repositories)
+        self.embedded_default = embedded_default
+        # In-flight requests keep the Repository objects they already hold.
+        self._publish(self.repositories)
+        for thread in old_threads:
+            thread.stop()
+        for thread in self._threads:
+            thread.start()
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)  # mkstemp made it 0600
