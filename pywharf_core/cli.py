@@ -27,68 +27,10 @@ from .backend import BackendContext, available_backend_types, load_backend_spec
 from .client import set_yanked
 from .config import build_settings
 from .errors import PywharfError
+from .flags import text_flag
 from .job import terminal_progress
 from .job import update_index as run_update_index
 from .server import print_error, run_server
-
-
-def server(
-    root: str,
-    config: str | None = None,
-    admin_secret: str | None = None,
-    config_or_admin_secret_can_be_text: bool = False,
-    auth_read_expires: int = 3600,
-    auth_write_expires: int = 300,
-    extra_index_url: str | None = None,
-    trusted_proxy: str | None = None,
-    initialize_secret: str | None = None,
-    debug: bool = False,
-    host: str = "0.0.0.0",  # noqa: S104 (the seed default; containers need it)
-    port: int = 8888,
-    **waitress_options: Any,
-) -> None:
-    """Run the pywharf server.
-
-    Args:
-        root: folder for the server's state (cache, overlay, embedded default secrets).
-        config: repositories config TOML (a path, or text with
-            --config_or_admin_secret_can_be_text). Without it, the embedded default
-            is served, one file_system repository named 'local' with generated secrets.
-        admin_secret: admin secrets TOML (path or text), for backends that need one.
-        config_or_admin_secret_can_be_text: take --config/--admin_secret as TOML text
-            when they do not name a file.
-        auth_read_expires: seconds a verified read secret is remembered.
-        auth_write_expires: seconds a verified write secret is remembered.
-        extra_index_url: redirect requests for projects this server does not hold to
-            this index. Off by default, for safety against dependency confusion.
-        trusted_proxy: comma-separated addresses of reverse proxies (or *) whose
-            X-Forwarded-Proto, X-Forwarded-Host and X-Forwarded-Prefix headers are
-            believed. Other peers' forwarded headers are ignored.
-        initialize_secret: the proof POST /initialize/ needs to replace the configuration.
-            Without it, /initialize/ works only on an untouched embedded default.
-        debug: debug logging and tracebacks in the log.
-        host: address to listen on.
-        port: port to listen on; 0 picks a free port and prints it.
-        waitress_options: any other flag is passed on to waitress.serve
-            (e.g. --threads 32).
-    """
-    run_server(
-        root=_text(root),
-        config=_text(config),
-        admin_secret=_text(admin_secret),
-        config_or_admin_secret_can_be_text=_bool(
-            "config_or_admin_secret_can_be_text", config_or_admin_secret_can_be_text
-        ),
-        auth_read_expires=int(auth_read_expires),
-        auth_write_expires=int(auth_write_expires),
-        extra_index_url=_text(extra_index_url),
-        trusted_proxy=_text(trusted_proxy),
-        initialize_secret=_text(initialize_secret),
-        debug=_bool("debug", debug),
-        host=str(host),
-        port=int(port),
-        **waitress_options,
-    )
 
 
 def update_index(
@@ -113,7 +55,7 @@ def update_index(
     """
     if secret is not None and secret_env is not None:
         raise PywharfError("give at most one of --secret and --secret_env")
-    admin_secret = _text(secret)
+    admin_secret = text_flag(secret)
     if secret_env is not None:
         admin_secret = os.environ.get(str(secret_env))
         if not admin_secret:
@@ -186,27 +128,10 @@ def _set_yanked(
     return set_yanked(url, str(filename), str(repo or "__token__"), str(secret), reason)
 
 
-def _bool(flag: str, value: Any) -> bool:
-    # fire hands "--debug=false" (and environment mode's strings) over as text.
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off", ""):
-        return False
-    raise PywharfError(f"--{flag} takes true or false, not {value!r}")
-
-
-def _text(value: Any) -> Any:
-    # fire parses "1234" as an int; paths, secrets and URLs are text.
-    return None if value is None else str(value)
-
-
 def commands() -> dict[str, Callable[..., Any]]:
     """Core commands plus every installed backend's ``<type>.<command>``."""
     table: dict[str, Callable[..., Any]] = {
-        "server": server,
+        "server": run_server,
         "update_index": update_index,
         "yank": yank,
         "unyank": unyank,

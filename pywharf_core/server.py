@@ -25,6 +25,7 @@ from .app import REASON_HEADER, create_app
 from .auth import AccessCache
 from .config import TomlSource, parse_admin_secrets, parse_repo_configs, read_toml
 from .errors import ConfigError
+from .flags import bool_flag, text_flag
 from .repository import Repositories, Repository
 from .runtime import SAVED_ADMIN_SECRET, SAVED_CONFIG, LoadedConfig, Runtime
 from .upload import FORM_OVERHEAD_BYTES
@@ -122,14 +123,48 @@ def run_server(
     port: int = 8888,
     **waitress_options: Any,
 ) -> None:
+    """Run the pywharf server.
+
+    Args:
+        root: folder for the server's state (cache, overlay, embedded default secrets).
+        config: repositories config TOML (a path, or text with
+            --config_or_admin_secret_can_be_text). Without it, the embedded default
+            is served, one file_system repository named 'local' with generated secrets.
+        admin_secret: admin secrets TOML (path or text), for backends that need one.
+        config_or_admin_secret_can_be_text: take --config/--admin_secret as TOML text
+            when they do not name a file.
+        auth_read_expires: seconds a verified read secret is remembered.
+        auth_write_expires: seconds a verified write secret is remembered.
+        extra_index_url: redirect requests for projects this server does not hold to
+            this index. Off by default, for safety against dependency confusion.
+        trusted_proxy: comma-separated addresses of reverse proxies (or *) whose
+            X-Forwarded-Proto, X-Forwarded-Host and X-Forwarded-Prefix headers are
+            believed. Other peers' forwarded headers are ignored.
+        initialize_secret: the proof POST /initialize/ needs to replace the configuration.
+            Without it, /initialize/ works only on an untouched embedded default.
+        debug: debug logging and tracebacks in the log.
+        host: address to listen on.
+        port: port to listen on; 0 picks a free port and prints it.
+        waitress_options: any other flag is passed on to waitress.serve
+            (e.g. --threads 32).
+    """
+    config = text_flag(config)
+    admin_secret = text_flag(admin_secret)
+    can_be_text = bool_flag(
+        "config_or_admin_secret_can_be_text", config_or_admin_secret_can_be_text
+    )
+    extra_index_url = text_flag(extra_index_url)
+    trusted_proxy = text_flag(trusted_proxy)
+    initialize_secret = text_flag(initialize_secret)
+    debug = bool_flag("debug", debug)
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    root_path = Path(root).resolve()
+    root_path = Path(str(root)).resolve()
     root_path.mkdir(parents=True, exist_ok=True)
-    loaded = load_config(root_path, config, admin_secret, config_or_admin_secret_can_be_text)
-    cache = AccessCache(auth_read_expires, auth_write_expires)
+    loaded = load_config(root_path, config, admin_secret, can_be_text)
+    cache = AccessCache(int(auth_read_expires), int(auth_write_expires))
     app = create_app(
         {},
         debug=debug,
@@ -153,8 +188,8 @@ def run_server(
     # waitress would otherwise drop them before the app sees them.
     waitress_options.setdefault("clear_untrusted_proxy_headers", False)
     wsgi = with_reason_phrases(ASGIMiddleware(app))  # type: ignore[arg-type]
-    server = waitress.create_server(wsgi, host=host, port=port, **waitress_options)
-    url = _client_url(host, getattr(server, "effective_port", port))
+    server = waitress.create_server(wsgi, host=str(host), port=int(port), **waitress_options)
+    url = _client_url(str(host), getattr(server, "effective_port", int(port)))
     print(banner(repositories, url, loaded.embedded_default), flush=True)
     print(f"pywharf {__version__}: listening on {url}", flush=True)
     try:

@@ -47,9 +47,13 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., WharfServer]]:
     started: list[WharfServer] = []
 
     def start(
-        *args: str, root: Path | None = None, env: dict[str, str] | None = None
+        *args: str,
+        root: Path | None = None,
+        env: dict[str, str] | None = None,
+        env_mode: bool = False,
     ) -> WharfServer:
-        server = WharfServer(root or tmp_path / f"root{len(started)}", *args, env=env)
+        root = root or tmp_path / f"root{len(started)}"
+        server = WharfServer(root, *args, env=env, env_mode=env_mode)
         started.append(server)
         return server.start()
 

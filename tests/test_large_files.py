@@ -10,7 +10,7 @@ from pathlib import Path
 
 import requests
 from wharftest.distbuilder import build_wheel, filler
-from wharftest.server import basic_auth
+from wharftest.server import basic_auth, upload_file
 
 SIZE = 300 * 1024 * 1024
 LIMIT_KB = 100 * 1024
@@ -49,14 +49,7 @@ def test_300_mb_upload_and_download_keep_server_memory_flat(start_server, tmp_pa
     auth = ("local", server.write_secret)
 
     # Warm up: load every module an upload and a download touch, then measure from there.
-    with small.path.open("rb") as handle:
-        assert requests.post(
-            server.url + "simple/",
-            auth=auth,
-            timeout=30,
-            data={":action": "file_upload", "name": "warm-up", "version": "1.0"},
-            files={"content": (small.filename, handle)},
-        ).ok
+    assert upload_file(server, small.path, "warm-up", "1.0", auth).ok
     assert requests.get(f"{server.url}simple/warm-up/{small.filename}", auth=auth, timeout=30).ok
     baseline = server.pid_status("VmHWM")
 

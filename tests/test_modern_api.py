@@ -19,7 +19,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from wharftest import clients
 from wharftest.distbuilder import build_wheel
-from wharftest.server import WharfServer, get
+from wharftest.server import WharfServer, get, upload_file
 
 JSON = "application/vnd.pypi.simple.v1+json"
 HTML = "application/vnd.pypi.simple.v1+html"
@@ -350,14 +350,7 @@ def test_etag_and_304(start_server, tmp_path: Path) -> None:
     server = start_server()
     write = ("local", server.write_secret)
     first = build_wheel(tmp_path / "a", "etag-pkg", "1.0")
-    with first.path.open("rb") as handle:
-        assert requests.post(
-            server.url + "simple/",
-            auth=write,
-            timeout=30,
-            data={":action": "file_upload", "name": "etag-pkg", "version": "1.0"},
-            files={"content": (first.filename, handle)},
-        ).ok
+    assert upload_file(server, first.path, "etag-pkg", "1.0", write).ok
     page = get(server, "simple/etag-pkg/", auth=write)
     etag = page.headers["ETag"]
     assert re.fullmatch(r'"[0-9a-f]{40}"', etag)
@@ -369,14 +362,7 @@ def test_etag_and_304(start_server, tmp_path: Path) -> None:
     listing_etag = get(server, "simple/", auth=write).headers["ETag"]
 
     second = build_wheel(tmp_path / "b", "etag-pkg", "2.0")
-    with second.path.open("rb") as handle:
-        assert requests.post(
-            server.url + "simple/",
-            auth=write,
-            timeout=30,
-            data={":action": "file_upload", "name": "etag-pkg", "version": "2.0"},
-            files={"content": (second.filename, handle)},
-        ).ok
+    assert upload_file(server, second.path, "etag-pkg", "2.0", write).ok
     changed = get(server, "simple/etag-pkg/", auth=write, headers={"If-None-Match": etag})
     assert changed.status_code == 200 and second.filename in changed.text
     assert changed.headers["ETag"] != etag

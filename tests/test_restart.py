@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import requests
 from wharftest import clients
-from wharftest.server import get
+from wharftest.server import get, upload_file
 
 
 def test_uploads_survive_a_restart_and_identical_reupload_mends_the_index(
@@ -44,27 +43,13 @@ def test_a_torn_overlay_line_is_skipped(start_server, tmp_path: Path, dists) -> 
     root = tmp_path / "root"
     server = start_server(root=root)
     write = ("local", server.write_secret)
-    with dists.app_wheel.path.open("rb") as handle:
-        assert requests.post(
-            server.url + "simple/",
-            auth=write,
-            timeout=30,
-            data={":action": "file_upload", "name": "demo-app", "version": "0.1"},
-            files={"content": (dists.app_wheel.filename, handle)},
-        ).ok
+    assert upload_file(server, dists.app_wheel.path, "demo-app", "0.1", write).ok
     server.stop()
     overlay = root / "cache" / "local" / "overlay.jsonl"
     with overlay.open("a") as handle:
         handle.write('{"project": "torn", "filena')  # a crash mid-append
     server = start_server(root=root)
-    with dists.base_wheel.path.open("rb") as handle:
-        assert requests.post(
-            server.url + "simple/",
-            auth=write,
-            timeout=30,
-            data={":action": "file_upload", "name": "Foo_Bar.baz", "version": "1.0"},
-            files={"content": (dists.base_wheel.filename, handle)},
-        ).ok
+    assert upload_file(server, dists.base_wheel.path, "Foo_Bar.baz", "1.0", write).ok
     server.stop()
     server = start_server(root=root)
     listing = get(server, "simple/", auth=write).text

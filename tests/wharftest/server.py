@@ -19,35 +19,37 @@ STARTUP_TIMEOUT = 30.0
 class WharfServer:
     """One ``pywharf server ROOT`` subprocess. ``url`` ends with ``/``."""
 
-    def __init__(self, root: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, root: Path, *args: str, env: dict[str, str] | None = None, env_mode: bool = False
+    ) -> None:
+        """``env_mode``: start with no arguments, configured by PYWHARF_COMMAND_* only."""
         self.root = root
         self.args = args
         self.env = env
+        self.env_mode = env_mode
         self.banner = ""
         self.url = ""
         self.log_path = root.parent / f"{root.name}-server.log"
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self) -> WharfServer:
-        command = [
-            sys.executable,
-            "-m",
-            "pywharf_core",
-            "server",
-            str(self.root),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            *self.args,
-        ]
+        environment = {**os.environ, **(self.env or {})}
+        if self.env_mode:
+            command = [sys.executable, "-m", "pywharf_core"]
+            environment.update(
+                PYWHARF_COMMAND="server",
+                PYWHARF_COMMAND_ROOT=str(self.root),
+                PYWHARF_COMMAND_HOST="127.0.0.1",
+                PYWHARF_COMMAND_PORT="0",
+            )
+        else:
+            command = [
+                sys.executable, "-m", "pywharf_core", "server", str(self.root),
+                "--host", "127.0.0.1", "--port", "0", *self.args,
+            ]  # fmt: skip
         self._log = self.log_path.open("a")
         self.proc = subprocess.Popen(
-            command,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            text=True,
-            env={**os.environ, **(self.env or {})},
+            command, stdout=subprocess.PIPE, stderr=self._log, text=True, env=environment
         )
         assert self.proc.stdout is not None
         deadline = time.monotonic() + STARTUP_TIMEOUT
@@ -123,3 +125,21 @@ def get(server: WharfServer, path: str, **kwargs: object) -> requests.Response:
     """``GET`` a path of the server without following redirects."""
     kwargs.setdefault("allow_redirects", False)
     return requests.get(server.url + path, timeout=30, **kwargs)  # type: ignore[arg-type]
+
+
+def upload_file(
+    server: WharfServer,
+    path: Path,
+    name: str,
+    version: str,
+    auth: tuple[str, str],
+    timeout: float = 120,
+) -> requests.Response:
+    """A minimal legacy-API upload, streamed from ``path`` (for tests that are not about
+    a particular client)."""
+    fields = {":action": "file_upload", "name": name, "version": version}
+    with path.open("rb") as handle:
+        return requests.post(
+            server.url + "simple/", auth=auth, data=fields,
+            files={"content": (path.name, handle)}, timeout=timeout,
+        )  # fmt: skip
