@@ -330,3 +330,14 @@ def test_no_redirect_by_default(start_server) -> None:
 def test_boolean_flags_refuse_nonsense(tmp_path: Path, flag: str) -> None:
     result = pywharf("server", str(tmp_path), f"{flag}=perhaps", "--port", "0")
     assert result.returncode == 2 and "takes true or false" in result.stderr
+
+
+def test_update_index_on_a_server_root(start_server, tmp_path: Path, dists) -> None:
+    """--root: the same default storage as a server started on that ROOT."""
+    root = tmp_path / "root"
+    server = start_server(root=root)
+    assert upload_file(server, dists.app_wheel.path, "demo-app", "0.1",
+                       ("local", server.write_secret)).ok  # fmt: skip
+    result = pywharf("update_index", "file_system", "local", "--root", str(root))
+    assert result.stdout.startswith("update_index local: 1 files, 1 projects, index written")
+    assert (root / "cache" / "local" / "storage" / "index.toml").is_file()
