@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 import builtins
 import enum
+import hmac
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -34,6 +35,29 @@ class Access(enum.IntEnum):
     NONE = 0
     READ = 1
     WRITE = 2
+
+
+def compare_secrets(secret: str, read_secret: str | None, write_secret: str | None) -> Access:
+    """The access ``secret`` grants against a repository's read and write secrets, in
+    constant time: both comparisons always run, and an unset secret matches nothing."""
+    given = secret.encode("utf-8")
+    write = (write_secret or "").encode("utf-8")
+    read = (read_secret or "").encode("utf-8")
+    is_write = hmac.compare_digest(given, write) and bool(write)
+    is_read = hmac.compare_digest(given, read) and bool(read)
+    if is_write:
+        return Access.WRITE
+    return Access.READ if is_read else Access.NONE
+
+
+def require_client_secrets(context: BackendContext, settings: Any) -> None:
+    """A serving repository needs ``read_secret`` and ``write_secret``; a job needs none."""
+    if context.serving:
+        for key in ("read_secret", "write_secret"):
+            if not getattr(settings, key):
+                raise ConfigError(
+                    "required key is missing or empty", table=context.repo_name, key=key
+                )
 
 
 @dataclass(frozen=True)

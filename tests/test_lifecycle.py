@@ -17,7 +17,7 @@ import pytest
 import requests
 from wharftest import clients
 from wharftest.distbuilder import build_sdist, build_wheel, filler
-from wharftest.server import get, upload_file
+from wharftest.server import get, upload_file, wait_for
 
 
 def pywharf(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -38,16 +38,6 @@ def shared_config(tmp_path: Path, storage: Path, interval: int = 1) -> Path:
 
 READ = ("team", "team-read")
 WRITE = ("team", "team-write")
-
-
-def wait_for(condition, timeout: float, step: float = 0.1) -> float:
-    """Seconds until ``condition()`` held; fails after ``timeout``."""
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"not within {timeout} s")
-        time.sleep(step)
-    return time.monotonic() - started
 
 
 # -- update_index ---------------------------------------------------------------------------

@@ -21,7 +21,6 @@ index holds.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import logging
 import os
@@ -33,11 +32,18 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from pywharf_core.backend import Access, Backend, BackendContext, LocalFile, StagedFile
+from pywharf_core.backend import (
+    Access,
+    Backend,
+    BackendContext,
+    LocalFile,
+    StagedFile,
+    compare_secrets,
+    require_client_secrets,
+)
 from pywharf_core.errors import (
     BackendError,
     BackendUnavailable,
-    ConfigError,
     FileExists,
     FileMissing,
     IndexConflict,
@@ -74,12 +80,7 @@ class FileSystemConfig:
 
 
 def create(context: BackendContext, config: FileSystemConfig) -> FileSystemBackend:
-    if context.serving:
-        for key in ("read_secret", "write_secret"):
-            if not getattr(config, key):
-                raise ConfigError(
-                    "required key is missing or empty", table=context.repo_name, key=key
-                )
+    require_client_secrets(context, config)
     root = (
         Path(config.storage_root)
         if config.storage_root
@@ -103,15 +104,7 @@ class FileSystemBackend(Backend):
 
     # -- access ---------------------------------------------------------------------
     def check_access(self, secret: str) -> Access:
-        given = secret.encode("utf-8")
-        write = (self.config.write_secret or "").encode("utf-8")
-        read = (self.config.read_secret or "").encode("utf-8")
-        # Both comparisons always run, so timing says nothing about which one matched.
-        is_write = hmac.compare_digest(given, write) and bool(write)
-        is_read = hmac.compare_digest(given, read) and bool(read)
-        if is_write:
-            return Access.WRITE
-        return Access.READ if is_read else Access.NONE
+        return compare_secrets(secret, self.config.read_secret, self.config.write_secret)
 
     # -- files ------------------------------------------------------------------------
     def staging_dir(self) -> Path:

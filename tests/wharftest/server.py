@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import requests
@@ -143,3 +144,13 @@ def upload_file(
             server.url + "simple/", auth=auth, data=fields,
             files={"content": (path.name, handle)}, timeout=timeout,
         )  # fmt: skip
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, step: float = 0.1) -> float:
+    """Seconds until ``condition()`` held; fails after ``timeout``."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"not within {timeout} s")
+        time.sleep(step)
+    return time.monotonic() - started

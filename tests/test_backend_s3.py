@@ -1,0 +1,241 @@
+"""The s3 backend against a real S3 API server (moto's server mode) over HTTP on loopback:
+the conformance suite, replicas sharing one bucket, presigned downloads, large files,
+and S3 going away."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+import requests
+from moto.server import ThreadedMotoServer
+from pywharf_backends.s3 import S3Backend, S3Config
+from pywharf_backends.s3.storage import create
+from wharftest import clients
+from wharftest.distbuilder import build_wheel, filler
+from wharftest.server import WharfServer, get, upload_file, wait_for
+
+from pywharf_core.backend import BackendContext
+from pywharf_core.testing import BackendConformance
+
+READ = ("cloud", "cloud-read")
+WRITE = ("cloud", "cloud-write")
+KEYS = "testing-key-id:testing-secret-key"
+
+
+def start_moto() -> tuple[ThreadedMotoServer, str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    return server, f"http://{host}:{port}"
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    server, url = start_moto()
+    yield url
+    server.stop()
+
+
+def new_bucket(endpoint: str) -> str:
+    name = f"wharf-{uuid.uuid4().hex[:16]}"
+    key_id, secret = KEYS.split(":")
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                      aws_access_key_id=key_id, aws_secret_access_key=secret)  # fmt: skip
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def bucket(moto_url: str) -> str:
+    return new_bucket(moto_url)
+
+
+class TestS3Conformance(BackendConformance):
+    @pytest.fixture
+    def backend(self, moto_url: str, bucket: str) -> S3Backend:
+        config = S3Config(bucket=bucket, endpoint_url=moto_url, read_secret="r-secret",
+                          write_secret="w-secret")  # fmt: skip
+        return create(BackendContext("conf", Path("."), KEYS), config)
+
+    @pytest.fixture
+    def secrets(self) -> tuple[str, str]:
+        return ("r-secret", "w-secret")
+
+
+def write_config(folder: Path, endpoint: str, bucket: str, **extra: object) -> tuple[Path, Path]:
+    lines = [
+        "[cloud]", 'type = "s3"', f'bucket = "{bucket}"', f'endpoint_url = "{endpoint}"',
+        'read_secret = "cloud-read"', 'write_secret = "cloud-write"', "sync_index_interval = 1",
+        *(f"{k} = {str(v).lower() if isinstance(v, bool) else v}" for k, v in extra.items()),
+    ]  # fmt: skip
+    config = folder / "config.toml"
+    config.write_text("\n".join(lines) + "\n")
+    secret = folder / "admin.toml"
+    secret.write_text(f'[cloud]\ntype = "s3"\nraw = "{KEYS}"\n')
+    return config, secret
+
+
+def s3_server(
+    start_server, tmp_path: Path, endpoint: str, bucket: str, **extra: object
+) -> WharfServer:
+    folder = tmp_path / uuid.uuid4().hex[:8]
+    folder.mkdir()
+    config, secret = write_config(folder, endpoint, bucket, **extra)
+    return start_server("--config", str(config), "--admin_secret", str(secret))
+
+
+def update_index(endpoint: str, bucket: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "pywharf_core", "update_index", "s3", "cloud", "--secret", KEYS,
+         "--bucket", bucket, "--endpoint_url", endpoint],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_upload_on_a_then_update_index_then_install_through_b(
+    start_server, tmp_path: Path, moto_url: str, bucket: str, client_env: dict[str, str], dists
+) -> None:
+    a = s3_server(start_server, tmp_path, moto_url, bucket)
+    b = s3_server(start_server, tmp_path, moto_url, bucket)
+    clients.twine_upload(a.url + "simple/", *WRITE, dists.base_wheel.path, dists.app_wheel.path,
+                         env=client_env)  # fmt: skip
+    # A lists its own uploads at once; B learns of them from the index.
+    assert get(a, "simple/demo-app/", auth=READ).status_code == 200
+    assert get(b, "simple/demo-app/", auth=READ).status_code == 404
+    assert update_index(moto_url, bucket).startswith(
+        "update_index cloud: 2 files, 2 projects, index written"
+    )
+
+    wait_for(lambda: get(b, "simple/demo-app/", auth=READ).status_code == 200, timeout=3)
+    download = get(b, f"simple/foo-bar-baz/{dists.base_wheel.filename}", auth=READ)
+    assert download.status_code == 302
+    assert download.headers["Location"].startswith(f"{moto_url}/{bucket}/cloud/foo-bar-baz/")
+    assert (
+        "Signature=" in download.headers["Location"]
+        or "X-Amz-Signature=" in download.headers["Location"]
+    )
+    target = tmp_path / "target"
+    clients.pip_install(b.index_url(*READ), target, "demo-app", env=client_env)
+    out = clients.import_from(target, "import demo_app, foo_bar_baz; print(foo_bar_baz.VERSION)",
+                              client_env)  # fmt: skip
+    assert out == "1.0"
+    clients.uv_pip_install(b.index_url(*READ), tmp_path / "uv", "demo-app", env=client_env)
+    # PEP 658 metadata comes from the bucket too.
+    meta = get(b, f"simple/foo-bar-baz/{dists.base_wheel.filename}.metadata", auth=READ,
+               allow_redirects=True)  # fmt: skip
+    assert meta.status_code == 200 and meta.content.startswith(b"Metadata-Version")
+    # Unchanged storage: the job leaves the index alone.
+    assert "index unchanged" in update_index(moto_url, bucket)
+
+
+def test_replicas_racing_for_one_filename_store_exactly_one(
+    start_server, tmp_path: Path, moto_url: str, bucket: str
+) -> None:
+    servers = [s3_server(start_server, tmp_path, moto_url, bucket) for _ in range(2)]
+    variants = [build_wheel(tmp_path / f"v{i}", "race-s3", "1.0", summary=f"variant {i}")
+                for i in range(8)]  # fmt: skip
+    barrier = threading.Barrier(8)
+    results: dict[int, requests.Response] = {}
+
+    def go(i: int) -> None:
+        barrier.wait()
+        results[i] = upload_file(servers[i % 2], variants[i].path, "race-s3", "1.0", WRITE)
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(r.status_code for r in results.values()) == [200] + [409] * 7
+    winner = next(i for i, r in results.items() if r.status_code == 200)
+    key_id, secret = KEYS.split(":")
+    s3 = boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1",
+                      aws_access_key_id=key_id, aws_secret_access_key=secret)  # fmt: skip
+    stored = s3.get_object(Bucket=bucket, Key=f"cloud/race-s3/{variants[0].filename}")[
+        "Body"
+    ].read()
+    assert hashlib.sha256(stored).hexdigest() == variants[winner].sha256
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix="cloud/race-s3/")["Contents"]
+    assert sorted(o["Key"].rsplit("/", 1)[1] for o in listed) == [
+        variants[0].filename,
+        variants[0].filename + ".metadata",
+    ]
+
+
+def test_proxy_downloads_stream_through_the_server(
+    start_server, tmp_path: Path, moto_url: str, bucket: str, client_env: dict[str, str], dists
+) -> None:
+    server = s3_server(start_server, tmp_path, moto_url, bucket, proxy_downloads=True)
+    assert upload_file(server, dists.base_wheel.path, "Foo_Bar.baz", "1.0", WRITE).ok
+    response = get(server, f"simple/foo-bar-baz/{dists.base_wheel.filename}", auth=READ)
+    assert response.status_code == 200
+    assert response.content == dists.base_wheel.path.read_bytes()
+    assert response.headers["Content-Length"] == str(len(response.content))
+    target = tmp_path / "t"
+    clients.pip_install(server.index_url(*READ), target, "foo-bar-baz", env=client_env)
+    assert (target / "foo_bar_baz" / "__init__.py").exists()
+
+
+def test_one_gib_upload_keeps_server_memory_flat(
+    start_server, tmp_path: Path, moto_url: str, bucket: str
+) -> None:
+    server = s3_server(start_server, tmp_path, moto_url, bucket)
+    small = build_wheel(tmp_path / "small", "warm-s3", "1.0")
+    assert upload_file(server, small.path, "warm-s3", "1.0", WRITE).ok  # load what uploads use
+    baseline = server.pid_status("VmHWM")
+    big = build_wheel(tmp_path / "big", "big-s3", "1.0", extra={"big_s3/blob.bin": filler(1 << 30)})
+    response = upload_file(server, big.path, "big-s3", "1.0", WRITE, timeout=600)
+    assert response.status_code == 200, response.text
+    growth_kb = server.pid_status("VmHWM") - baseline
+    print(f"server peak RSS grew {growth_kb / 1024:.1f} MB over a 1 GiB upload to S3")
+    assert growth_kb < 100 * 1024
+    key_id, secret = KEYS.split(":")
+    s3 = boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1",
+                      aws_access_key_id=key_id, aws_secret_access_key=secret)  # fmt: skip
+    head = s3.head_object(Bucket=bucket, Key=f"cloud/big-s3/{big.filename}")
+    assert head["ContentLength"] == big.path.stat().st_size
+    assert head["Metadata"]["sha256"] == big.sha256
+
+
+def test_s3_gone_means_503_and_the_last_good_index(start_server, tmp_path: Path, dists) -> None:
+    moto, endpoint = start_moto()
+    try:
+        bucket = new_bucket(endpoint)
+        server = s3_server(start_server, tmp_path, endpoint, bucket)
+        assert upload_file(server, dists.base_wheel.path, "Foo_Bar.baz", "1.0", WRITE).ok
+        update_index(endpoint, bucket)
+        wait_for(lambda: int(get(server, "index_mtime/", auth=READ).text) > 0, timeout=3)
+    finally:
+        moto.stop()
+    refused = upload_file(server, dists.app_wheel.path, "demo-app", "0.1", WRITE)
+    assert refused.status_code == 503
+    assert int(refused.headers["Retry-After"]) > 0
+    assert "unavailable" in refused.text
+    page = get(server, "simple/foo-bar-baz/", auth=READ)
+    assert page.status_code == 200 and dists.base_wheel.filename in page.text
+    wait_for(lambda: get(server, "readyz").json()["repositories"]["cloud"]["sync_failures"] > 0, 5)
+    assert "cannot read the remote index" in server.log_text()
+
+
+def test_admin_secret_must_be_a_key_pair(tmp_path: Path, moto_url: str, bucket: str) -> None:
+    config, secret = write_config(tmp_path, moto_url, bucket)
+    secret.write_text('[cloud]\ntype = "s3"\nraw = "no-colon-here"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "pywharf_core", "server", str(tmp_path / "root"), "--config",
+         str(config), "--admin_secret", str(secret), "--port", "0"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert (
+        f"{config} [cloud]" in result.stderr and "ACCESS_KEY_ID:SECRET_ACCESS_KEY" in result.stderr
+    )
