@@ -35,10 +35,20 @@ def write_wheel(folder: Path, project: str, version: str) -> None:
 def timed_job(storage: Path) -> tuple[float, str]:
     started = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "pywharf_core", "update_index", "file_system", "bench",
-         "--storage_root", str(storage)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pywharf_core",
+            "update_index",
+            "file_system",
+            "bench",
+            "--storage_root",
+            str(storage),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return time.perf_counter() - started, result.stdout.strip()
 
 
@@ -74,8 +84,10 @@ def main() -> None:
         data = (storage / "index.toml").read_bytes()
         started = time.perf_counter()
         records = load_index(data).records
-        print(f"parse the index ({len(data) / 1e6:.1f} MB, {len(records)} records): "
-              f"{time.perf_counter() - started:.2f} s")  # fmt: skip
+        print(
+            f"parse the index ({len(data) / 1e6:.1f} MB, {len(records)} records): "
+            f"{time.perf_counter() - started:.2f} s"
+        )
 
 
 if __name__ == "__main__":

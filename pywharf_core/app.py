@@ -4,15 +4,17 @@ errors become HTTP statuses."""
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Iterable, Mapping
+from urllib.parse import quote
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
-from . import ops, views
+from . import ops, views, web
 from .errors import (
     BackendUnavailable,
     ConfigError,
@@ -26,6 +28,7 @@ from .negotiation import JSON_V1, TEXT_HTML, NotAcceptable
 from .proxy import ProxyHeadersMiddleware
 from .repository import Repositories, Repository
 from .runtime import InitializeRefused
+from .sessions import SessionSigner
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,8 @@ def create_app(
     debug: bool = False,
     extra_index_url: str | None = None,
     trusted_proxies: Iterable[str] = (),
+    session_key: str | None = None,
+    session_lifetime: int = 12 * 3600,
 ) -> Starlette:
     """The pywharf ASGI application serving ``repositories``.
 
@@ -48,6 +53,8 @@ def create_app(
     hold (off by default: redirecting unknown names invites dependency confusion).
     ``trusted_proxies``: peer addresses (or ``"*"``) whose ``X-Forwarded-Proto``,
     ``-Host`` and ``-Prefix`` headers are believed.
+    ``session_key``: signs browser sessions; without it a random one (sessions then end
+    with the process; ``pywharf server`` keeps one under ROOT).
     """
     simple_routes = [
         Route("/", views.list_or_upload, methods=["GET", "POST"]),
@@ -67,6 +74,9 @@ def create_app(
             Route("/index_mtime/", views.index_mtime, methods=["GET"]),
             Route("/r/{repo}/index_mtime/", views.index_mtime, methods=["GET"]),
             Route("/initialize/", views.initialize, methods=["POST"]),
+            Route("/", web.root, methods=["GET"]),
+            Route("/login/", web.login, methods=["GET", "POST"]),
+            Route("/logout/", web.logout, methods=["GET", "POST"]),
             Route("/healthz", ops.healthz, methods=["GET"]),
             Route("/readyz", ops.readyz, methods=["GET"]),
             Route("/metrics", ops.metrics, methods=["GET"]),
@@ -77,6 +87,7 @@ def create_app(
         ],
         exception_handlers={
             views.AuthRequired: _auth_required,
+            views.LoginRequired: _login_required,
             views.NotPermitted: _not_permitted,
             NotAcceptable: _not_acceptable,
             PywharfError: _pywharf_error,
@@ -84,6 +95,7 @@ def create_app(
         },
     )
     app.state.repositories = state
+    app.state.sessions = SessionSigner(session_key or secrets.token_hex(32), session_lifetime)
     app.state.metrics = metrics
     # Read at scrape time: the served repositories may be replaced while running.
     metrics.watch(lambda: app.state.repositories)
@@ -107,6 +119,12 @@ async def _auth_required(request: Request, exc: Exception) -> Response:
         "read or write secret as password",
         {"WWW-Authenticate": f'Basic realm="{realm}"'},
     )
+
+
+async def _login_required(request: Request, exc: Exception) -> Response:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    login = f"{request.base_url}login/?next={quote(target, safe='/')}"
+    return RedirectResponse(login, status_code=303)
 
 
 async def _not_permitted(request: Request, exc: Exception) -> Response:

@@ -28,6 +28,7 @@ from .errors import ConfigError
 from .flags import bool_flag, text_flag
 from .repository import Repositories, Repository
 from .runtime import SAVED_ADMIN_SECRET, SAVED_CONFIG, LoadedConfig, Runtime
+from .sessions import load_or_create_key
 from .upload import FORM_OVERHEAD_BYTES
 
 log = logging.getLogger("pywharf")
@@ -118,6 +119,8 @@ def run_server(
     extra_index_url: str | None = None,
     trusted_proxy: str | None = None,
     initialize_secret: str | None = None,
+    session_key: str | None = None,
+    session_expires: int = 12 * 3600,
     debug: bool = False,
     host: str = "0.0.0.0",  # noqa: S104 (the seed default; containers need it)
     port: int = 8888,
@@ -142,6 +145,9 @@ def run_server(
             believed. Other peers' forwarded headers are ignored.
         initialize_secret: the proof POST /initialize/ needs to replace the configuration.
             Without it, /initialize/ works only on an untouched embedded default.
+        session_key: the key that signs browser sessions; give replicas the same one.
+            Without it, a random key generated once and kept in ROOT/session_key.
+        session_expires: seconds a browser login lasts.
         debug: debug logging and tracebacks in the log.
         host: address to listen on.
         port: port to listen on; 0 picks a free port and prints it.
@@ -170,6 +176,8 @@ def run_server(
         debug=debug,
         extra_index_url=extra_index_url,
         trusted_proxies=(trusted_proxy or "").split(","),
+        session_key=load_or_create_key(root_path, text_flag(session_key)),
+        session_lifetime=int(session_expires),
     )
 
     def publish(repositories: Repositories) -> None:

@@ -26,6 +26,7 @@ from starlette.responses import (
     StreamingResponse,
 )
 
+from . import web
 from .auth import parse_basic_auth
 from .backend import Access, FileStream, LocalFile, OpenedFile, RedirectTo
 from .errors import FileMissing, FileTooLarge, UploadRejected
@@ -34,6 +35,7 @@ from .negotiation import content_type_header, negotiate
 from .pagecache import RenderedPage, etag_matches
 from .records import FileRecord
 from .repository import Repositories, Repository, UploadResult
+from .sessions import is_browser
 from .simple import project_list_data, project_page_data, render
 from .upload import FORM_OVERHEAD_BYTES, MultipartUpload, multipart_boundary
 
@@ -49,6 +51,10 @@ class AuthRequired(Exception):
         self.realm = realm
 
 
+class LoginRequired(Exception):
+    """A browser without a session: sent to the login page, then back."""
+
+
 class NotPermitted(Exception):
     def __init__(self, message: str) -> None:
         self.message = message
@@ -59,9 +65,19 @@ async def authorize(request: Request, need: Access) -> Repository:
     path_repo = request.path_params.get("repo")
     credentials = parse_basic_auth(request.headers.get("authorization"))
     realm = path_repo or "pywharf"
-    if credentials is None:
-        raise AuthRequired(realm)
     repositories: Repositories = request.app.state.repositories
+    if credentials is None:
+        session = request.app.state.sessions.read(request)
+        if session is not None and path_repo in (None, session.repo):
+            repo = repositories.get(session.repo)
+            if repo is not None:
+                if session.access < need:
+                    raise NotPermitted(f"This session may only read repository {repo.name!r}")
+                request.state.session = session
+                return repo
+        if is_browser(request):
+            raise LoginRequired()
+        raise AuthRequired(realm)
     repo = repositories.get(path_repo or credentials.username)
     if repo is None:  # looks exactly like a wrong secret
         raise AuthRequired(realm)
@@ -82,6 +98,8 @@ async def list_or_upload(request: Request) -> Response:
     if request.method == "POST":
         return await upload(request)
     repo = await authorize(request, Access.READ)
+    if _browser_session(request):
+        return web.repository_home(request, repo, request.state.session.access)
     media_type = _media_type(request)
     snapshot = repo.index.snapshot
     page = repo.pages.get(
@@ -108,6 +126,8 @@ async def project_page(request: Request) -> Response:
         if upstream:
             return RedirectResponse(f"{upstream}{project}/", status_code=302)
         raise HTTPException(404, f"Project {project!r} is not in this repository")
+    if _browser_session(request):
+        return await web.project_page(request, repo, project, request.state.session.access)
     page = repo.pages.get(
         project,
         media_type,
@@ -115,6 +135,11 @@ async def project_page(request: Request) -> Response:
         lambda: render(project_page_data(project, records), media_type),
     )
     return _page_response(request, page, media_type)
+
+
+def _browser_session(request: Request) -> bool:
+    """A person's browser, logged in: it gets the pages for people."""
+    return getattr(request.state, "session", None) is not None and is_browser(request)
 
 
 def _media_type(request: Request) -> str:

@@ -47,8 +47,13 @@ def moto_url() -> Iterator[str]:
 def new_bucket(endpoint: str) -> str:
     name = f"wharf-{uuid.uuid4().hex[:16]}"
     key_id, secret = KEYS.split(":")
-    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                      aws_access_key_id=key_id, aws_secret_access_key=secret)  # fmt: skip
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
+    )
     s3.create_bucket(Bucket=name)
     return name
 
@@ -61,8 +66,9 @@ def bucket(moto_url: str) -> str:
 class TestS3Conformance(BackendConformance):
     @pytest.fixture
     def backend(self, moto_url: str, bucket: str) -> S3Backend:
-        config = S3Config(bucket=bucket, endpoint_url=moto_url, read_secret="r-secret",
-                          write_secret="w-secret")  # fmt: skip
+        config = S3Config(
+            bucket=bucket, endpoint_url=moto_url, read_secret="r-secret", write_secret="w-secret"
+        )
         return create(BackendContext("conf", Path("."), KEYS), config)
 
     @pytest.fixture
@@ -72,10 +78,15 @@ class TestS3Conformance(BackendConformance):
 
 def write_config(folder: Path, endpoint: str, bucket: str, **extra: object) -> tuple[Path, Path]:
     lines = [
-        "[cloud]", 'type = "s3"', f'bucket = "{bucket}"', f'endpoint_url = "{endpoint}"',
-        'read_secret = "cloud-read"', 'write_secret = "cloud-write"', "sync_index_interval = 1",
+        "[cloud]",
+        'type = "s3"',
+        f'bucket = "{bucket}"',
+        f'endpoint_url = "{endpoint}"',
+        'read_secret = "cloud-read"',
+        'write_secret = "cloud-write"',
+        "sync_index_interval = 1",
         *(f"{k} = {str(v).lower() if isinstance(v, bool) else v}" for k, v in extra.items()),
-    ]  # fmt: skip
+    ]
     config = folder / "config.toml"
     config.write_text("\n".join(lines) + "\n")
     secret = folder / "admin.toml"
@@ -94,10 +105,24 @@ def s3_server(
 
 def update_index(endpoint: str, bucket: str) -> str:
     result = subprocess.run(
-        [sys.executable, "-m", "pywharf_core", "update_index", "s3", "cloud", "--secret", KEYS,
-         "--bucket", bucket, "--endpoint_url", endpoint],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pywharf_core",
+            "update_index",
+            "s3",
+            "cloud",
+            "--secret",
+            KEYS,
+            "--bucket",
+            bucket,
+            "--endpoint_url",
+            endpoint,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 
@@ -107,8 +132,9 @@ def test_upload_on_a_then_update_index_then_install_through_b(
 ) -> None:
     a = s3_server(start_server, tmp_path, moto_url, bucket)
     b = s3_server(start_server, tmp_path, moto_url, bucket)
-    clients.twine_upload(a.url + "simple/", *WRITE, dists.base_wheel.path, dists.app_wheel.path,
-                         env=client_env)  # fmt: skip
+    clients.twine_upload(
+        a.url + "simple/", *WRITE, dists.base_wheel.path, dists.app_wheel.path, env=client_env
+    )
     # A lists its own uploads at once; B learns of them from the index.
     assert get(a, "simple/demo-app/", auth=READ).status_code == 200
     assert get(b, "simple/demo-app/", auth=READ).status_code == 404
@@ -126,13 +152,18 @@ def test_upload_on_a_then_update_index_then_install_through_b(
     )
     target = tmp_path / "target"
     clients.pip_install(b.index_url(*READ), target, "demo-app", env=client_env)
-    out = clients.import_from(target, "import demo_app, foo_bar_baz; print(foo_bar_baz.VERSION)",
-                              client_env)  # fmt: skip
+    out = clients.import_from(
+        target, "import demo_app, foo_bar_baz; print(foo_bar_baz.VERSION)", client_env
+    )
     assert out == "1.0"
     clients.uv_pip_install(b.index_url(*READ), tmp_path / "uv", "demo-app", env=client_env)
     # PEP 658 metadata comes from the bucket too.
-    meta = get(b, f"simple/foo-bar-baz/{dists.base_wheel.filename}.metadata", auth=READ,
-               allow_redirects=True)  # fmt: skip
+    meta = get(
+        b,
+        f"simple/foo-bar-baz/{dists.base_wheel.filename}.metadata",
+        auth=READ,
+        allow_redirects=True,
+    )
     assert meta.status_code == 200 and meta.content.startswith(b"Metadata-Version")
     # Unchanged storage: the job leaves the index alone.
     assert "index unchanged" in update_index(moto_url, bucket)
@@ -142,8 +173,9 @@ def test_replicas_racing_for_one_filename_store_exactly_one(
     start_server, tmp_path: Path, moto_url: str, bucket: str
 ) -> None:
     servers = [s3_server(start_server, tmp_path, moto_url, bucket) for _ in range(2)]
-    variants = [build_wheel(tmp_path / f"v{i}", "race-s3", "1.0", summary=f"variant {i}")
-                for i in range(8)]  # fmt: skip
+    variants = [
+        build_wheel(tmp_path / f"v{i}", "race-s3", "1.0", summary=f"variant {i}") for i in range(8)
+    ]
     barrier = threading.Barrier(8)
     results: dict[int, requests.Response] = {}
 
@@ -159,8 +191,13 @@ def test_replicas_racing_for_one_filename_store_exactly_one(
     assert sorted(r.status_code for r in results.values()) == [200] + [409] * 7
     winner = next(i for i, r in results.items() if r.status_code == 200)
     key_id, secret = KEYS.split(":")
-    s3 = boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1",
-                      aws_access_key_id=key_id, aws_secret_access_key=secret)  # fmt: skip
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_url,
+        region_name="us-east-1",
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
+    )
     stored = s3.get_object(Bucket=bucket, Key=f"cloud/race-s3/{variants[0].filename}")[
         "Body"
     ].read()
@@ -200,8 +237,13 @@ def test_one_gib_upload_keeps_server_memory_flat(
     print(f"server peak RSS grew {growth_kb / 1024:.1f} MB over a 1 GiB upload to S3")
     assert growth_kb < 100 * 1024
     key_id, secret = KEYS.split(":")
-    s3 = boto3.client("s3", endpoint_url=moto_url, region_name="us-east-1",
-                      aws_access_key_id=key_id, aws_secret_access_key=secret)  # fmt: skip
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_url,
+        region_name="us-east-1",
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
+    )
     head = s3.head_object(Bucket=bucket, Key=f"cloud/big-s3/{big.filename}")
     assert head["ContentLength"] == big.path.stat().st_size
     assert head["Metadata"]["sha256"] == big.sha256
@@ -231,10 +273,23 @@ def test_admin_secret_must_be_a_key_pair(tmp_path: Path, moto_url: str, bucket: 
     config, secret = write_config(tmp_path, moto_url, bucket)
     secret.write_text('[cloud]\ntype = "s3"\nraw = "no-colon-here"\n')
     result = subprocess.run(
-        [sys.executable, "-m", "pywharf_core", "server", str(tmp_path / "root"), "--config",
-         str(config), "--admin_secret", str(secret), "--port", "0"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pywharf_core",
+            "server",
+            str(tmp_path / "root"),
+            "--config",
+            str(config),
+            "--admin_secret",
+            str(secret),
+            "--port",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert (
         f"{config} [cloud]" in result.stderr and "ACCESS_KEY_ID:SECRET_ACCESS_KEY" in result.stderr

@@ -23,8 +23,11 @@ from wharftest.server import get, upload_file, wait_for
 def pywharf(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pywharf_core", *args],
-        capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})},
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def shared_config(tmp_path: Path, storage: Path, interval: int = 1) -> Path:
@@ -99,8 +102,9 @@ def test_update_index_keeps_yanks_and_reads_old_index_formats(tmp_path: Path) ->
 
 
 def test_update_index_errors_are_one_line(tmp_path: Path) -> None:
-    unknown = pywharf("update_index", "file_system", "team", "--storage_root", str(tmp_path),
-                      "--colour", "red")  # fmt: skip
+    unknown = pywharf(
+        "update_index", "file_system", "team", "--storage_root", str(tmp_path), "--colour", "red"
+    )
     assert unknown.returncode == 2
     assert unknown.stderr.startswith("pywharf: error: <command line> [team] key 'colour'")
     missing = pywharf("update_index", "file_system", "team", "--secret_env", "NO_SUCH_VARIABLE_X")
@@ -128,8 +132,12 @@ def test_two_servers_on_one_storage_see_each_others_uploads(
     clients.pip_install(b.index_url(*READ), target, "foo-bar-baz", env=client_env)
     assert (target / "foo_bar_baz" / "__init__.py").exists()
     # And back: a yank on B reaches A.
-    assert requests.post(f"{b.url}simple/foo-bar-baz/{dists.base_wheel.filename}/yank",
-                         auth=WRITE, data={"reason": "via B"}, timeout=10).ok  # fmt: skip
+    assert requests.post(
+        f"{b.url}simple/foo-bar-baz/{dists.base_wheel.filename}/yank",
+        auth=WRITE,
+        data={"reason": "via B"},
+        timeout=10,
+    ).ok
     wait_for(lambda: 'data-yanked="via B"' in get(a, "simple/foo-bar-baz/", auth=READ).text, 3)
     # update_index absorbs the journal; both servers keep listing the file.
     result = pywharf("update_index", "file_system", "team", "--storage_root", str(storage))
@@ -160,8 +168,9 @@ def test_sigkill_mid_upload_leaves_nothing_visible(start_server, tmp_path: Path)
     sender = threading.Thread(target=send)
     sender.start()
     # Kill once the server is writing the file into its staging folder.
-    wait_for(lambda: any(p.stat().st_size > 0 for p in staging.glob(".upload-*")), timeout=60,
-             step=0.01)  # fmt: skip
+    wait_for(
+        lambda: any(p.stat().st_size > 0 for p in staging.glob(".upload-*")), timeout=60, step=0.01
+    )
     server.stop(signal.SIGKILL)
     sender.join()
 
@@ -177,8 +186,10 @@ def test_sigkill_mid_upload_leaves_nothing_visible(start_server, tmp_path: Path)
 def test_unreadable_backend_keeps_the_last_good_index(start_server, tmp_path: Path, dists) -> None:
     storage = tmp_path / "storage"
     shutil.copy(dists.base_wheel.path, storage.mkdir(parents=True) or storage)
-    assert "index written" in pywharf("update_index", "file_system", "team",
-                                      "--storage_root", str(storage)).stdout  # fmt: skip
+    assert (
+        "index written"
+        in pywharf("update_index", "file_system", "team", "--storage_root", str(storage)).stdout
+    )
     server = start_server("--config", str(shared_config(tmp_path, storage, interval=1)))
     assert dists.base_wheel.filename in get(server, "simple/foo-bar-baz/", auth=READ).text
     mtime = int(get(server, "index_mtime/", auth=READ).text)
@@ -219,8 +230,9 @@ def test_initialize_an_untouched_embedded_default_once(start_server, tmp_path: P
     root = tmp_path / "root"
     server = start_server(root=root)
     local = ("local", server.read_secret)
-    response = requests.post(server.url + "initialize/", data={"config": NEW_CONFIG,
-                             "admin_secret": ""}, timeout=30)  # fmt: skip
+    response = requests.post(
+        server.url + "initialize/", data={"config": NEW_CONFIG, "admin_secret": ""}, timeout=30
+    )
     assert response.status_code == 200, response.text
     assert get(server, "simple/", auth=("fresh", "fresh-r")).status_code == 200
     assert get(server, "simple/", auth=local).status_code == 401  # the old repo is gone
@@ -255,8 +267,9 @@ def test_initialize_with_a_secret(start_server, tmp_path: Path) -> None:
     broken = requests.post(url, data=broken_toml, timeout=30)
     assert broken.status_code == 400
     assert "invalid TOML" in broken.text and "nothing changed" in broken.text
-    unknown = requests.post(url, data={"config": "[x]\ntype = \"nope\"\n",
-                            "initialize_secret": "init-s3cret"}, timeout=30)  # fmt: skip
+    unknown = requests.post(
+        url, data={"config": '[x]\ntype = "nope"\n', "initialize_secret": "init-s3cret"}, timeout=30
+    )
     assert unknown.status_code == 400 and "unknown backend type 'nope'" in unknown.text
     assert get(server, "simple/", auth=local).status_code == 200  # old config in force
     # As files, the way `curl -F config=@config.toml` sends them; the secret as password.
@@ -274,17 +287,22 @@ def test_environment_mode_serves_pip(
     start_server, tmp_path: Path, client_env: dict[str, str], dists
 ) -> None:
     server = start_server(env_mode=True, env={"PYWHARF_COMMAND_DEBUG": "false"})
-    clients.twine_upload(server.url + "simple/", "local", server.write_secret,
-                         dists.base_wheel.path, env=client_env)  # fmt: skip
+    clients.twine_upload(
+        server.url + "simple/", "local", server.write_secret, dists.base_wheel.path, env=client_env
+    )
     target = tmp_path / "target"
-    clients.pip_install(server.index_url("local", server.read_secret), target, "foo-bar-baz",
-                        env=client_env)  # fmt: skip
+    clients.pip_install(
+        server.index_url("local", server.read_secret), target, "foo-bar-baz", env=client_env
+    )
     assert (target / "foo_bar_baz" / "__init__.py").exists()
 
 
 def test_environment_mode_names_a_misspelt_variable(tmp_path: Path) -> None:
-    env = {"PYWHARF_COMMAND": "server", "PYWHARF_COMMAND_ROOT": str(tmp_path),
-           "PYWHARF_COMMAND_PROT": "8888"}  # fmt: skip
+    env = {
+        "PYWHARF_COMMAND": "server",
+        "PYWHARF_COMMAND_ROOT": str(tmp_path),
+        "PYWHARF_COMMAND_PROT": "8888",
+    }
     result = pywharf(env=env)
     assert result.returncode == 2
     assert "PYWHARF_COMMAND_PROT" in result.stderr and "PORT" in result.stderr
@@ -326,8 +344,9 @@ def test_update_index_on_a_server_root(start_server, tmp_path: Path, dists) -> N
     """--root: the same default storage as a server started on that ROOT."""
     root = tmp_path / "root"
     server = start_server(root=root)
-    assert upload_file(server, dists.app_wheel.path, "demo-app", "0.1",
-                       ("local", server.write_secret)).ok  # fmt: skip
+    assert upload_file(
+        server, dists.app_wheel.path, "demo-app", "0.1", ("local", server.write_secret)
+    ).ok
     result = pywharf("update_index", "file_system", "local", "--root", str(root))
     assert result.stdout.startswith("update_index local: 1 files, 1 projects, index written")
     assert (root / "cache" / "local" / "storage" / "index.toml").is_file()

@@ -62,9 +62,15 @@ PART_BYTES = 8 * 1024 * 1024
 DOWNLOAD_CHUNK = 1024 * 1024
 KNOWN_PRESENT_MAX = 200_000
 _UNAVAILABLE_CODES = {
-    "SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded",
-    "ServiceUnavailable", "InternalError", "RequestTimeout", "RequestTimeTooSkewed",
-}  # fmt: skip
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "ServiceUnavailable",
+    "InternalError",
+    "RequestTimeout",
+    "RequestTimeTooSkewed",
+}
 
 
 @dataclass(frozen=True)
@@ -191,9 +197,13 @@ class S3Backend(Backend):
                 if staged.size <= PART_BYTES:
                     with staged.open() as body:
                         self.client.put_object(
-                            Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*",
-                            Metadata=object_metadata, ContentType="application/octet-stream",
-                        )  # fmt: skip
+                            Bucket=self.bucket,
+                            Key=key,
+                            Body=body,
+                            IfNoneMatch="*",
+                            Metadata=object_metadata,
+                            ContentType="application/octet-stream",
+                        )
                 else:
                     self._multipart_create(key, staged, object_metadata)
         except Exception as exc:
@@ -207,9 +217,11 @@ class S3Backend(Backend):
         if metadata is not None:
             with s3_errors(record.filename + ".metadata"):
                 self.client.put_object(
-                    Bucket=self.bucket, Key=key + ".metadata", Body=metadata,
+                    Bucket=self.bucket,
+                    Key=key + ".metadata",
+                    Body=metadata,
                     ContentType="text/plain; charset=utf-8",
-                )  # fmt: skip
+                )
         with s3_errors(record.filename):
             stored = self.client.head_object(Bucket=self.bucket, Key=key)
         return record.with_changes(backend_ref=key, upload_time=_epoch(stored["LastModified"]))
@@ -225,15 +237,21 @@ class S3Backend(Backend):
                 number = 1
                 while chunk := handle.read(PART_BYTES):
                     part = self.client.upload_part(
-                        Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number,
+                        Bucket=self.bucket,
+                        Key=key,
+                        UploadId=upload_id,
+                        PartNumber=number,
                         Body=chunk,
-                    )  # fmt: skip
+                    )
                     parts.append({"ETag": part["ETag"], "PartNumber": number})
                     number += 1
             self.client.complete_multipart_upload(
-                Bucket=self.bucket, Key=key, UploadId=upload_id,
-                MultipartUpload={"Parts": parts}, IfNoneMatch="*",
-            )  # fmt: skip
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+                IfNoneMatch="*",
+            )
         except BaseException:
             try:
                 self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
@@ -402,9 +420,12 @@ class S3Backend(Backend):
         try:
             with s3_errors("the index"):
                 response = self.client.put_object(
-                    Bucket=self.bucket, Key=self.prefix + INDEX_KEY, Body=data,
-                    ContentType="application/toml", **condition,
-                )  # fmt: skip
+                    Bucket=self.bucket,
+                    Key=self.prefix + INDEX_KEY,
+                    Body=data,
+                    ContentType="application/toml",
+                    **condition,
+                )
         except Exception as exc:
             if _is_precondition_failure(exc):
                 raise IndexConflict("the index changed since it was read") from None

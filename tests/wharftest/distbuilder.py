@@ -43,6 +43,8 @@ def core_metadata(
     requires_python: str | None = None,
     requires_dist: Sequence[str] = (),
     summary: str = "",
+    description: str = "",
+    description_type: str = "text/markdown",
 ) -> str:
     lines = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
     if summary:
@@ -50,7 +52,9 @@ def core_metadata(
     if requires_python:
         lines.append(f"Requires-Python: {requires_python}")
     lines += [f"Requires-Dist: {req}" for req in requires_dist]
-    return "\n".join(lines) + "\n\n"
+    if description:
+        lines.append(f"Description-Content-Type: {description_type}")
+    return "\n".join(lines) + "\n\n" + description
 
 
 def module_files(
@@ -75,10 +79,18 @@ def build_wheel(
     imports: Sequence[str] = (),
     extra: dict[str, Content] | None = None,
     summary: str = "",
+    description: str = "",
+    description_type: str = "text/markdown",
 ) -> Dist:
     out.mkdir(parents=True, exist_ok=True)
     metadata = core_metadata(
-        name, version, requires_python=requires_python, requires_dist=requires_dist, summary=summary
+        name,
+        version,
+        requires_python=requires_python,
+        requires_dist=requires_dist,
+        summary=summary,
+        description=description,
+        description_type=description_type,
     )
     files = module_files(module or dist_name(name), version, imports=imports, extra=extra)
     filename = write_wheel(str(out), name, version, metadata, files)

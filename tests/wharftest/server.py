@@ -45,9 +45,17 @@ class WharfServer:
             )
         else:
             command = [
-                sys.executable, "-m", "pywharf_core", "server", str(self.root),
-                "--host", "127.0.0.1", "--port", "0", *self.args,
-            ]  # fmt: skip
+                sys.executable,
+                "-m",
+                "pywharf_core",
+                "server",
+                str(self.root),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                *self.args,
+            ]
         self._log = self.log_path.open("a")
         self.proc = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=self._log, text=True, env=environment
@@ -141,9 +149,12 @@ def upload_file(
     fields = {":action": "file_upload", "name": name, "version": version}
     with path.open("rb") as handle:
         return requests.post(
-            server.url + "simple/", auth=auth, data=fields,
-            files={"content": (path.name, handle)}, timeout=timeout,
-        )  # fmt: skip
+            server.url + "simple/",
+            auth=auth,
+            data=fields,
+            files={"content": (path.name, handle)},
+            timeout=timeout,
+        )
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, step: float = 0.1) -> float:

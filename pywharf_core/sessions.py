@@ -1,0 +1,127 @@
+"""Browser sessions: a signed cookie naming the repository, the permission and the
+expiry — never the secret — and the CSRF token of the login form.
+
+The signing key is random, generated once and kept in ``ROOT/session_key`` (mode 0600),
+or given with ``--session_key`` (or ``PYWHARF_COMMAND_SESSION_KEY``) so that replicas
+share it. A request counts as a browser's when it carries no ``Authorization`` header
+and its ``Accept`` prefers ``text/html``; nothing looks at the User-Agent.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from itsdangerous import BadSignature, URLSafeSerializer
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .backend import Access
+from .negotiation import TEXT_HTML, NotAcceptable, negotiate
+
+SESSION_COOKIE = "pywharf_session"
+CSRF_COOKIE = "pywharf_csrf"
+KEY_FILE = "session_key"
+
+
+@dataclass(frozen=True)
+class Session:
+    repo: str
+    access: Access
+    expires: float
+
+
+def load_or_create_key(root: Path, given: str | None) -> str:
+    """The signing key: ``given``, else the one kept under ROOT (created once)."""
+    if given:
+        return given
+    path = root / KEY_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text(encoding="utf-8").strip()
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        key = secrets.token_hex(32)
+        handle.write(key + "\n")
+    return key
+
+
+class SessionSigner:
+    def __init__(self, key: str, lifetime: int) -> None:
+        self.lifetime = lifetime
+        self._sessions = URLSafeSerializer(key, salt="pywharf-session")
+        self._csrf = URLSafeSerializer(key, salt="pywharf-login-csrf")
+
+    # -- sessions ---------------------------------------------------------------------
+    def read(self, request: Request) -> Session | None:
+        """The request's valid session, or ``None`` (missing, forged or expired)."""
+        value = request.cookies.get(SESSION_COOKIE)
+        if not value:
+            return None
+        try:
+            data = self._sessions.loads(value)
+            session = Session(str(data["repo"]), Access(int(data["access"])), float(data["exp"]))
+        except (BadSignature, KeyError, TypeError, ValueError):
+            return None
+        if session.expires <= time.time() or session.access is Access.NONE:
+            return None
+        return session
+
+    def issue(self, response: Response, request: Request, repo: str, access: Access) -> None:
+        expires = time.time() + self.lifetime
+        value = self._sessions.dumps({"repo": repo, "access": int(access), "exp": expires})
+        response.set_cookie(
+            SESSION_COOKIE,
+            value,
+            max_age=self.lifetime,
+            path="/",
+            httponly=True,
+            samesite="lax",
+            secure=request.url.scheme == "https",
+        )
+
+    @staticmethod
+    def clear(response: Response) -> None:
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
+
+    # -- the login form's CSRF token (double submit: cookie and hidden field) -------------
+    def csrf_token(self, request: Request) -> tuple[str, str]:
+        """(cookie value, form value): the form's token is the signed cookie nonce."""
+        nonce = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
+        return nonce, self._csrf.dumps(nonce)
+
+    def csrf_valid(self, request: Request, form_token: str) -> bool:
+        nonce = request.cookies.get(CSRF_COOKIE)
+        if not nonce or not form_token:
+            return False
+        try:
+            return bool(secrets.compare_digest(str(self._csrf.loads(form_token)), nonce))
+        except BadSignature:
+            return False
+
+    @staticmethod
+    def set_csrf_cookie(response: Response, request: Request, nonce: str) -> None:
+        response.set_cookie(
+            CSRF_COOKIE,
+            nonce,
+            path="/",
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+        )
+
+
+def is_browser(request: Request) -> bool:
+    """No credentials, and HTML preferred over everything else it accepts."""
+    if "authorization" in request.headers:
+        return False
+    accept = request.headers.get("accept", "")
+    if "text/html" not in accept:
+        return False
+    try:
+        return negotiate(accept) == TEXT_HTML
+    except NotAcceptable:
+        return False

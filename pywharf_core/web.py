@@ -1,0 +1,276 @@
+"""Pages for people: log in, the repository home, a project page; log out.
+
+Server-rendered (Jinja2, autoescaped), no JavaScript at all: the pages carry a
+Content-Security-Policy with ``script-src 'none'``, so even a description that slipped
+through the sanitiser could not run a script. Descriptions are rendered from the stored
+core metadata by readme-renderer (PyPI's renderer, sanitised with nh3).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.parser
+import urllib.request
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from .backend import Access, FileStream, LocalFile, OpenedFile
+from .errors import BackendError
+from .records import FileRecord
+from .repository import Repositories, Repository
+from .sessions import SessionSigner
+
+TEMPLATES = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(["html"]),
+)
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src https: data:; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+MAX_METADATA_FETCH = 16 * 1024 * 1024
+
+
+def _signer(request: Request) -> SessionSigner:
+    signer: SessionSigner = request.app.state.sessions
+    return signer
+
+
+def _page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    context.setdefault("home", None)
+    context.setdefault("logout", None)
+    html = TEMPLATES.get_template(template).render(**context)
+    return HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
+
+
+def safe_next(target: str | None, default: str) -> str:
+    """Only a local path: never another site (``//evil``, ``https://…``, ``\\\\evil``)."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+        return default
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return default
+    return target
+
+
+def home_url(request: Request) -> str:
+    return str(request.base_url) + "simple/"
+
+
+# -- login / logout ----------------------------------------------------------------------
+
+
+async def login(request: Request) -> Response:
+    signer = _signer(request)
+    next_url = safe_next(request.query_params.get("next"), home_url(request))
+    if request.method == "GET":
+        return _login_form(request, signer, next_url)
+    async with request.form(max_files=0, max_fields=10) as form:
+        fields = {k: str(v) for k, v in form.items()}
+    next_url = safe_next(fields.get("next"), home_url(request))
+    if not signer.csrf_valid(request, fields.get("csrf", "")):
+        return _login_form(request, signer, next_url, 400, "The form expired; please log in again.")
+    repositories: Repositories = request.app.state.repositories
+    repo = repositories.get(fields.get("repo", "").strip())
+    access = Access.NONE
+    if repo is not None:
+        access = await run_in_threadpool(repo.access, fields.get("secret", ""))
+    if access is Access.NONE:
+        return _login_form(
+            request,
+            signer,
+            next_url,
+            401,
+            "Wrong repository name or secret.",
+            repo=fields.get("repo", ""),
+        )
+    assert repo is not None
+    response = RedirectResponse(next_url, status_code=303)
+    signer.issue(response, request, repo.name, access)
+    return response
+
+
+def _login_form(
+    request: Request,
+    signer: SessionSigner,
+    next_url: str,
+    status: int = 200,
+    error: str | None = None,
+    repo: str = "",
+) -> Response:
+    nonce, token = signer.csrf_token(request)
+    response = _page(
+        "login.html",
+        status,
+        title="Log in",
+        csrf=token,
+        next=next_url,
+        error=error,
+        repo=repo,
+        action=str(request.base_url) + "login/",
+    )
+    signer.set_csrf_cookie(response, request, nonce)
+    return response
+
+
+async def logout(request: Request) -> Response:
+    response = RedirectResponse(str(request.base_url) + "login/", status_code=303)
+    SessionSigner.clear(response)
+    return response
+
+
+async def root(request: Request) -> Response:
+    return RedirectResponse(home_url(request), status_code=303)
+
+
+# -- pages -------------------------------------------------------------------------------
+
+
+def repository_home(request: Request, repo: Repository, access: Access) -> Response:
+    query = request.query_params.get("q", "").strip().lower()
+    rows = []
+    for name, records in repo.index.snapshot.projects.items():
+        if query and query not in name:
+            continue
+        latest = max(records, key=lambda r: r.upload_time)
+        rows.append({"name": name, "version": latest.version, "uploaded": _when(latest)})
+    return _page(
+        "home.html",
+        title=repo.name,
+        repo=repo.name,
+        rows=rows,
+        query=query,
+        total=len(repo.index.snapshot.projects),
+        access=access.name.lower(),
+        home=home_url(request),
+        logout=str(request.base_url) + "logout/",
+    )
+
+
+async def project_page(
+    request: Request, repo: Repository, project: str, access: Access
+) -> Response:
+    records = repo.index.snapshot.files_of(project) or ()
+    versions: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+    for record in reversed(records):  # newest first
+        versions.setdefault(record.version, []).append(
+            {
+                "filename": record.filename,
+                "url": quote(record.filename),
+                "size": _size(record.size),
+                "uploaded": _when(record),
+                "sha256": record.sha256,
+                "requires_python": record.requires_python,
+                "yanked": record.yanked,
+            }
+        )
+    latest = _latest_with_metadata(records)
+    summary, description = None, None
+    if latest is not None:
+        summary, description = await run_in_threadpool(_description, repo, latest)
+    index_url = str(request.base_url) + (
+        f"r/{quote(repo.name)}/simple/" if request.path_params.get("repo") else "simple/"
+    )
+    host_part = index_url.split("://", 1)
+    auth_url = f"{host_part[0]}://{quote(repo.name)}:READ_SECRET@{host_part[1]}"
+    return _page(
+        "project.html",
+        title=project,
+        repo=repo.name,
+        project=project,
+        versions=versions,
+        summary=summary,
+        description=description,
+        index_url=index_url,
+        auth_url=auth_url,
+        home=home_url(request),
+        access=access.name.lower(),
+        logout=str(request.base_url) + "logout/",
+        latest_version=records[-1].version if records else "",
+    )
+
+
+def _latest_with_metadata(records: tuple[FileRecord, ...]) -> FileRecord | None:
+    with_metadata = [r for r in records if r.core_metadata_sha256]
+    return with_metadata[-1] if with_metadata else None
+
+
+_DESCRIPTIONS: OrderedDict[str, tuple[str | None, Markup | None]] = OrderedDict()
+
+
+def _description(repo: Repository, record: FileRecord) -> tuple[str | None, Markup | None]:
+    """(summary, sanitised HTML) from the file's stored core metadata; cached by hash."""
+    key = record.core_metadata_sha256 or ""
+    if key in _DESCRIPTIONS:
+        return _DESCRIPTIONS[key]
+    try:
+        raw = _read_small(repo.backend.open_metadata(record))
+    except BackendError:
+        return None, None
+    message = email.parser.BytesParser().parsebytes(raw)
+    summary = message.get("Summary")
+    body = message.get_payload()
+    text = body if isinstance(body, str) and body.strip() else message.get("Description", "")
+    kind = (message.get("Description-Content-Type") or "text/x-rst").split(";")[0].strip()
+    result = (summary, _render_description(str(text), kind) if str(text).strip() else None)
+    _DESCRIPTIONS[key] = result
+    while len(_DESCRIPTIONS) > 1000:
+        _DESCRIPTIONS.popitem(last=False)
+    return result
+
+
+def _render_description(text: str, kind: str) -> Markup:
+    import readme_renderer.markdown
+    import readme_renderer.rst
+    import readme_renderer.txt
+
+    rendered: str | None = None
+    if kind == "text/markdown":
+        rendered = readme_renderer.markdown.render(text)
+    elif kind != "text/plain":
+        rendered = readme_renderer.rst.render(text)
+    if rendered is None:  # plain text, or reStructuredText that did not render
+        rendered = readme_renderer.txt.render(text)
+    return Markup(rendered)  # noqa: S704 (sanitised by readme-renderer's nh3 cleaner)
+
+
+def _read_small(opened: OpenedFile) -> bytes:
+    if isinstance(opened, LocalFile):
+        with opened.path.open("rb") as handle:
+            return handle.read(MAX_METADATA_FETCH)
+    if isinstance(opened, FileStream):
+        try:
+            return b"".join(opened.chunks)[:MAX_METADATA_FETCH]
+        finally:
+            opened.close()
+    with urllib.request.urlopen(opened.url, timeout=30) as response:  # noqa: S310 (backend URL)
+        return bytes(response.read(MAX_METADATA_FETCH))
+
+
+def _when(record: FileRecord) -> str:
+    if not record.upload_time:
+        return ""
+    moment = dt.datetime.fromtimestamp(record.upload_time, tz=dt.timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
