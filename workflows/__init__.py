@@ -1,0 +1,1 @@
+"""GitHub Actions workflow files that pywharf ships to its users (package data)."""
