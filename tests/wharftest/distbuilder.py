@@ -119,7 +119,8 @@ def build_sdist(
         name, version, requires_python=requires_python, requires_dist=requires_dist
     )
     pyproject = (
-        '[build-system]\nrequires = []\nbuild-backend = "pep517_backend"\nbackend-path = ["."]\n'
+        '[build-system]\nrequires = []\nbuild-backend = "pep517_backend"\nbackend-path = ["."]\n\n'
+        f'[project]\nname = "{name}"\nversion = "{version}"\n'
     )
     members: dict[str, bytes] = {
         "PKG-INFO": metadata.encode(),

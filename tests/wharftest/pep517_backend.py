@@ -94,6 +94,23 @@ def get_requires_for_build_wheel(config_settings: object = None) -> list[str]:
     return []
 
 
+def get_requires_for_build_sdist(config_settings: object = None) -> list[str]:
+    return []
+
+
+def build_sdist(sdist_directory: str, config_settings: object = None) -> str:
+    import tarfile
+
+    name, version, _ = _read_pkg_info()
+    stem = f"{dist_name(name)}-{version}"
+    with tarfile.open(os.path.join(sdist_directory, f"{stem}.tar.gz"), "w:gz") as archive:
+        for folder, _dirs, names in os.walk("."):
+            for file_name in names:
+                path = os.path.join(folder, file_name)
+                archive.add(path, arcname=f"{stem}/{os.path.relpath(path, '.')}")
+    return f"{stem}.tar.gz"
+
+
 def build_wheel(
     wheel_directory: str, config_settings: object = None, metadata_directory: object = None
 ) -> str:
