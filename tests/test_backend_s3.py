@@ -11,6 +11,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -44,17 +45,20 @@ def moto_url() -> Iterator[str]:
     server.stop()
 
 
-def new_bucket(endpoint: str) -> str:
-    name = f"wharf-{uuid.uuid4().hex[:16]}"
+def s3_client(endpoint: str) -> Any:
     key_id, secret = KEYS.split(":")
-    s3 = boto3.client(
+    return boto3.client(
         "s3",
         endpoint_url=endpoint,
         region_name="us-east-1",
         aws_access_key_id=key_id,
         aws_secret_access_key=secret,
     )
-    s3.create_bucket(Bucket=name)
+
+
+def new_bucket(endpoint: str) -> str:
+    name = f"wharf-{uuid.uuid4().hex[:16]}"
+    s3_client(endpoint).create_bucket(Bucket=name)
     return name
 
 
@@ -190,14 +194,7 @@ def test_replicas_racing_for_one_filename_store_exactly_one(
         thread.join()
     assert sorted(r.status_code for r in results.values()) == [200] + [409] * 7
     winner = next(i for i, r in results.items() if r.status_code == 200)
-    key_id, secret = KEYS.split(":")
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=moto_url,
-        region_name="us-east-1",
-        aws_access_key_id=key_id,
-        aws_secret_access_key=secret,
-    )
+    s3 = s3_client(moto_url)
     stored = s3.get_object(Bucket=bucket, Key=f"cloud/race-s3/{variants[0].filename}")[
         "Body"
     ].read()
@@ -236,14 +233,7 @@ def test_one_gib_upload_keeps_server_memory_flat(
     growth_kb = server.pid_status("VmHWM") - baseline
     print(f"server peak RSS grew {growth_kb / 1024:.1f} MB over a 1 GiB upload to S3")
     assert growth_kb < 100 * 1024
-    key_id, secret = KEYS.split(":")
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=moto_url,
-        region_name="us-east-1",
-        aws_access_key_id=key_id,
-        aws_secret_access_key=secret,
-    )
+    s3 = s3_client(moto_url)
     head = s3.head_object(Bucket=bucket, Key=f"cloud/big-s3/{big.filename}")
     assert head["ContentLength"] == big.path.stat().st_size
     assert head["Metadata"]["sha256"] == big.sha256
