@@ -102,6 +102,15 @@ def test_image_entry_command_and_the_service_container_workflow(tmp_path: Path) 
                 "the server did not become healthy: " + (tmp_path / "server.log").read_text()
             )
 
+        # The installed wheel carries its templates: the login page renders.
+        login = subprocess.run(
+            ["curl", "-s", f"http://127.0.0.1:{port}/login/"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert "<h1>Log in</h1>" in login.stdout
+
         # 3. Replay the example workflow's steps, with its secrets filled in.
         checkout = tmp_path / "checkout"
         sdist = build_sdist(tmp_path / "src", "wharf-ci-demo", "1.2")
