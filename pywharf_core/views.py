@@ -44,6 +44,7 @@ UPLOAD_BATCH_BYTES = 1024 * 1024
 PAGE_CACHE_CONTROL = "max-age=0, must-revalidate, private"
 FILE_CACHE_CONTROL = "max-age=31536000, immutable, private"
 METADATA_SUFFIX = ".metadata"
+SENDFILE_HEADER = "x-pywharf-sendfile"
 
 
 class AuthRequired(Exception):
@@ -176,19 +177,24 @@ async def download(request: Request) -> Response:
     record = snapshot.find(project, filename)
     if record is not None:
         opened = await run_in_threadpool(repo.backend.open_file, record)
-        return _file_response(opened, media_type_for(filename), f'"{record.sha256}"')
+        return _file_response(request, opened, media_type_for(filename), f'"{record.sha256}"')
     if filename.endswith(METADATA_SUFFIX):
         record = snapshot.find(project, filename.removesuffix(METADATA_SUFFIX))
         if record is not None and record.core_metadata_sha256:
             opened = await run_in_threadpool(repo.backend.open_metadata, record)
             etag = f'"{record.core_metadata_sha256}"'
-            return _file_response(opened, "text/plain; charset=utf-8", etag)
+            return _file_response(request, opened, "text/plain; charset=utf-8", etag)
     raise HTTPException(404, f"File {filename!r} is not in this repository")
 
 
-def _file_response(opened: OpenedFile, media_type: str, etag: str) -> Response:
+def _file_response(request: Request, opened: OpenedFile, media_type: str, etag: str) -> Response:
     headers = {"Cache-Control": FILE_CACHE_CONTROL, "ETag": etag}
     if isinstance(opened, LocalFile):
+        whole_get = request.method == "GET" and "range" not in request.headers
+        if whole_get and request.app.state.sendfile:
+            size = opened.path.stat().st_size
+            headers.update({"Content-Length": str(size), SENDFILE_HEADER: str(opened.path)})
+            return Response(b"", headers=headers, media_type=media_type)
         return FileResponse(opened.path, media_type=media_type, headers=headers)
     if isinstance(opened, RedirectTo):
         return RedirectResponse(opened.url, status_code=302)

@@ -90,6 +90,8 @@ def test_download_streams_the_exact_bytes(populated: WharfServer, auth, dists, w
     expected = "application/zip" if dist.filename.endswith(".whl") else "application/x-tar+gzip"
     assert response.headers["Content-Type"] == expected
     assert "immutable" in response.headers["Cache-Control"]
+    # The server's internal headers (sendfile, reason phrase) never reach a client.
+    assert not [h for h in response.headers if h.lower().startswith("x-pywharf")]
 
 
 def test_download_range_and_head(populated: WharfServer, auth, dists) -> None:

@@ -1,0 +1,610 @@
+"""pywharf side by side with pypiserver, devpi-server and static nginx, in one run.
+
+    python benchmarks/run.py [--corpus S|L] [--peers pypiserver,devpi,nginx] [--work DIR]
+                             [--no-large] [--devpi-files N]
+
+Builds a deterministic corpus of real wheels (S: 500 projects / 2,000 wheels; L: 5,000 /
+20,000), a dependency tree of 30 projects and one ~1,000 MiB wheel; installs pypiserver and
+devpi-server into throwaway venvs; loads the same corpus into every server; then measures
+pywharf and each peer alternately with wrk (16 connections), curl, pip and uv, and prints
+every figure for both with their ratio. A tool, not a test: CI does not run it. It needs
+wrk, nginx and curl (Debian: apt-get install wrk nginx-light curl). Loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import concurrent.futures
+import contextlib
+import hashlib
+import io
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CORPORA = {"S": (500, 2_000), "L": (5_000, 20_000)}
+TREE = 30
+LARGE_MIB = 1000
+USER, READ, WRITE = "bench", "bench-read", "bench-write"
+CONNECTIONS = 16
+
+
+# -- the corpus ------------------------------------------------------------------------
+
+
+def wheel_bytes(name: str, version: str, requires: list[str], payload: bytes = b"") -> bytes:
+    module = name.replace("-", "_")
+    base = f"{module}-{version}"
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(
+        f"Requires-Dist: {r}\n" for r in requires
+    )
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(f"{module}/__init__.py", f"VERSION = '{version}'\n".encode() + payload)
+        archive.writestr(f"{base}.dist-info/METADATA", metadata + "\n")
+        archive.writestr(
+            f"{base}.dist-info/WHEEL",
+            "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        )
+        archive.writestr(f"{base}.dist-info/RECORD", "")
+    return buffer.getvalue()
+
+
+def build_corpus(folder: Path, size: str, large: bool) -> dict[str, Path]:
+    projects, files = CORPORA[size]
+    flat = folder / f"corpus-{size}"
+    marker = flat / ".complete"
+    if not marker.exists():
+        shutil.rmtree(flat, ignore_errors=True)
+        flat.mkdir(parents=True)
+        for i in range(files):
+            name = f"bench-project-{i % projects}"
+            version = f"{i // projects}.{i % 3}"
+            data = wheel_bytes(name, version, [], b"#" * 2000)
+            (flat / f"{name.replace('-', '_')}-{version}-py3-none-any.whl").write_bytes(data)
+        for i in range(TREE):  # tree-i needs tree-(2i+1) and tree-(2i+2)
+            requires = [f"tree-{j:02d}" for j in (2 * i + 1, 2 * i + 2) if j < TREE]
+            data = wheel_bytes(f"tree-{i:02d}", "1.0", requires)
+            (flat / f"tree_{i:02d}-1.0-py3-none-any.whl").write_bytes(data)
+        marker.touch()
+    big = folder / "big_wheel-1.0-py3-none-any.whl"
+    if large and not big.exists():
+        block = os.urandom(1 << 20)
+        with zipfile.ZipFile(big, "w", zipfile.ZIP_STORED) as archive:
+            with archive.open("big_wheel/blob.bin", "w", force_zip64=True) as handle:
+                for _ in range(LARGE_MIB):
+                    handle.write(block)
+            archive.writestr(
+                "big_wheel-1.0.dist-info/METADATA",
+                "Metadata-Version: 2.1\nName: big-wheel\nVersion: 1.0\n\n",
+            )
+            archive.writestr("big_wheel-1.0.dist-info/RECORD", "")
+    return {"corpus": flat, "big": big}
+
+
+# -- servers -----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def venv_with(folder: Path, *packages: str) -> Path:
+    if not (folder / "bin" / "python").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
+        subprocess.run([str(folder / "bin" / "pip"), "install", "-q", *packages], check=True)
+    return folder / "bin"
+
+
+@dataclass
+class Server:
+    name: str
+    index: str  # the simple index URL, ending in /
+    upload: str | None  # the legacy upload URL, or None (static)
+    auth: tuple[str, str] | None
+    pid: int
+    cold_start: float
+    process: subprocess.Popen[bytes] | None = None
+    files: dict[str, str] = field(default_factory=dict)
+
+    def header(self) -> list[str]:
+        if self.auth is None:
+            return []
+        token = base64.b64encode(f"{self.auth[0]}:{self.auth[1]}".encode()).decode()
+        return ["-H", f"Authorization: Basic {token}"]
+
+    def index_with_auth(self) -> str:
+        if self.auth is None:
+            return self.index
+        return self.index.replace("http://", f"http://{self.auth[0]}:{self.auth[1]}@")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(10)
+            if self.process.poll() is None:
+                self.process.kill()
+
+
+def wait_until_up(url: str, headers: list[str], started: float, timeout: float = 120) -> float:
+    while time.monotonic() - started < timeout:
+        done = subprocess.run(
+            ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", *headers, url],
+            capture_output=True,
+            text=True,
+        )
+        if done.stdout in ("200", "301", "302", "303"):
+            return time.monotonic() - started
+        time.sleep(0.02)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def start_pywharf(work: Path, corpus: Path, server: str = "waitress") -> Server:
+    storage = work / "pywharf-storage"
+    if not storage.exists():
+        shutil.copytree(corpus, storage, copy_function=os.link)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pywharf_core",
+                "update_index",
+                "file_system",
+                USER,
+                "--storage_root",
+                str(storage),
+            ],
+            check=True,
+        )
+    config = work / "pywharf.toml"
+    config.write_text(
+        f'[{USER}]\ntype = "file_system"\nread_secret = "{READ}"\n'
+        f'write_secret = "{WRITE}"\nstorage_root = "{storage}"\n'
+    )
+    port = free_port()
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pywharf_core",
+            "server",
+            str(work / "pywharf-root"),
+            "--config",
+            str(config),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(work / "pywharf.log").open("w"),
+    )
+    url = f"http://127.0.0.1:{port}/simple/"
+    auth = (USER, READ)
+    token = base64.b64encode(f"{USER}:{READ}".encode()).decode()
+    cold = wait_until_up(url + "tree-00/", ["-H", f"Authorization: Basic {token}"], started)
+    return Server("pywharf", url, url, auth, process.pid, cold, process)
+
+
+def start_pypiserver(work: Path, corpus: Path) -> Server:
+    bin_dir = venv_with(
+        work / "venv-pypiserver", "pypiserver==2.4.2", "passlib==1.7.4", "setuptools"
+    )
+    packages = work / "pypiserver-packages"
+    if not packages.exists():
+        shutil.copytree(corpus, packages, copy_function=os.link)
+    htpasswd = work / "htpasswd"
+    from_passlib = (
+        f"from passlib.apache import HtpasswdFile; h = HtpasswdFile({str(htpasswd)!r}, new=True); "
+        f"h.set_password({USER!r}, {READ!r}); h.set_password('writer', {WRITE!r}); h.save()"
+    )
+    subprocess.run([str(bin_dir / "python"), "-c", from_passlib], check=True)
+    port = free_port()
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [
+            str(bin_dir / "pypi-server"),
+            "run",
+            "-p",
+            str(port),
+            "-i",
+            "127.0.0.1",
+            "-P",
+            str(htpasswd),
+            "-a",
+            "update,download,list",
+            "--hash-algo",
+            "sha256",
+            str(packages),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(work / "pypiserver.log").open("w"),
+    )
+    url = f"http://127.0.0.1:{port}/simple/"
+    token = base64.b64encode(f"{USER}:{READ}".encode()).decode()
+    cold = wait_until_up(url + "tree-00/", ["-H", f"Authorization: Basic {token}"], started)
+    return Server(
+        "pypiserver", url, f"http://127.0.0.1:{port}/", (USER, READ), process.pid, cold, process
+    )
+
+
+def start_devpi(work: Path, corpus: Path, limit: int) -> Server:
+    bin_dir = venv_with(work / "venv-devpi", "devpi-server==6.20.3", "devpi-client")
+    serverdir = work / "devpi-server"
+    port = free_port()
+    fresh = not serverdir.exists()
+    if fresh:
+        subprocess.run(
+            [
+                str(bin_dir / "devpi-init"),
+                "--serverdir",
+                str(serverdir),
+                "--no-root-pypi",
+                "--root-passwd",
+                "root",
+            ],
+            check=True,
+            capture_output=True,
+        )
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [
+            str(bin_dir / "devpi-server"),
+            "--serverdir",
+            str(serverdir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(work / "devpi.log").open("w"),
+    )
+    base = f"http://127.0.0.1:{port}"
+    cold = wait_until_up(base + "/+api", [], started)
+    url = f"{base}/{USER}/dev/+simple/"
+    client = ["--clientdir", str(work / "devpi-client")]
+    devpi = str(bin_dir / "devpi")
+    if fresh:
+        subprocess.run([devpi, "use", base, *client], check=True, capture_output=True)
+        subprocess.run(
+            [devpi, "user", "-c", USER, f"password={WRITE}", *client],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [devpi, "login", USER, "--password", WRITE, *client], check=True, capture_output=True
+        )
+        subprocess.run(
+            [devpi, "index", "-c", "dev", "bases=", "volatile=False", *client],
+            check=True,
+            capture_output=True,
+        )
+        wheels = sorted(corpus.glob("*.whl"))
+        tree = [w for w in wheels if w.name.startswith("tree_")]
+        chosen = (
+            tree
+            + [w for w in wheels if not w.name.startswith("tree_")][: max(0, limit - len(tree))]
+        )
+        print(
+            f"  loading {len(chosen)} of {len(wheels)} wheels into devpi (uploads)...", flush=True
+        )
+        upload_many(base + f"/{USER}/dev/", (USER, WRITE), chosen)
+    return Server("devpi", url, base + f"/{USER}/dev/", (USER, WRITE), process.pid, cold, process)
+
+
+def start_nginx(work: Path, corpus: Path) -> Server:
+    site = work / "nginx-site"
+    if not site.exists():
+        simple = site / "simple"
+        simple.mkdir(parents=True)
+        projects: dict[str, list[str]] = {}
+        for wheel in sorted(corpus.glob("*.whl")):
+            projects.setdefault(
+                re.sub(r"[-_.]+", "-", wheel.name.split("-")[0]).lower(), []
+            ).append(wheel.name)
+        (simple / "index.html").write_text(
+            "".join(f'<a href="{p}/">{p}</a><br>\n' for p in projects)
+        )
+        for project, names in projects.items():
+            (simple / project).mkdir()
+            links = "".join(
+                f'<a href="/files/{n}#sha256={_sha256(corpus / n)}">{n}</a><br>\n' for n in names
+            )
+            (simple / project / "index.html").write_text(links)
+        os.symlink(corpus, site / "files")
+    port = free_port()
+    conf = work / "nginx.conf"
+    conf.write_text(f"""worker_processes 2;
+daemon off;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  sendfile on;
+  types {{ application/zip whl; text/html html; }}
+  server {{
+    listen 127.0.0.1:{port};
+    root {site};
+    location /files/ {{ alias {site}/files/; }}
+    location /big/ {{ alias {work}/big/; }}
+  }}
+}}
+""")
+    started = time.monotonic()
+    process = subprocess.Popen(
+        ["nginx", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}/simple/"
+    cold = wait_until_up(url + "tree-00/", [], started)
+    return Server("nginx", url, None, None, process.pid, cold, process)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def upload_many(
+    url: str, auth: tuple[str, str], wheels: list[Path], workers: int = CONNECTIONS
+) -> float:
+    """Uploads with basic auth from ``workers`` concurrent clients; returns seconds."""
+    import requests
+
+    def one(wheel: Path) -> int:
+        name, version = wheel.name.split("-")[:2]
+        with wheel.open("rb") as handle:
+            response = requests.post(
+                url,
+                auth=auth,
+                timeout=600,
+                files={"content": (wheel.name, handle)},
+                data={
+                    ":action": "file_upload",
+                    "name": name.replace("_", "-"),
+                    "version": version,
+                    "protocol_version": "1",
+                    "filetype": "bdist_wheel",
+                    "pyversion": "py3",
+                },
+            )
+        return response.status_code
+
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        statuses = list(pool.map(one, wheels))
+    bad = [s for s in statuses if s >= 300]
+    if bad:
+        print(f"  warning: {len(bad)} uploads answered {sorted(set(bad))}", flush=True)
+    return time.monotonic() - started
+
+
+# -- measurements -------------------------------------------------------------------------
+
+
+def wrk(url: str, headers: list[str], seconds: int = 8) -> tuple[float, float]:
+    """(requests per second, p50 latency in ms) with CONNECTIONS connections."""
+    done = subprocess.run(
+        ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", *headers, url],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", done.stdout).group(1))  # type: ignore[union-attr]
+    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", done.stdout)
+    assert p50 is not None
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p50.group(2)]
+    return rate, float(p50.group(1)) * scale
+
+
+def timed(command: list[str], env: dict[str, str] | None = None) -> float:
+    started = time.monotonic()
+    subprocess.run(command, check=True, capture_output=True, env=env)
+    return time.monotonic() - started
+
+
+def measure(server: Server, work: Path, big: Path | None) -> dict[str, str]:
+    figures: dict[str, str] = {}
+    headers = server.header()
+    figures["idle RSS, MB"] = f"{rss_mb(server.pid):.0f}"
+    figures["cold start, s"] = f"{server.cold_start:.2f}"
+    rate, _ = wrk(server.index + "bench-project-42/", headers)
+    figures["GET /simple/<project>/ req/s"] = f"{rate:.0f}"
+    _, p50 = wrk(server.index, headers)
+    figures["GET /simple/ p50 ms"] = f"{p50:.2f}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
+    env.update(PIP_CONFIG_FILE=os.devnull, UV_NO_CONFIG="1", UV_CACHE_DIR=str(work / "uv-cache"))
+    target = work / f"target-{server.name}"
+    shutil.rmtree(target, ignore_errors=True)
+    pip = timed(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-cache-dir",
+            "--index-url",
+            server.index_with_auth(),
+            "--target",
+            str(target),
+            "tree-00",
+        ],
+        env,
+    )
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.rmtree(work / "uv-cache", ignore_errors=True)
+    uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
+    uvt = timed(
+        [
+            uv,
+            "pip",
+            "install",
+            "--python",
+            sys.executable,
+            "--no-cache",
+            "--index-url",
+            server.index_with_auth(),
+            "--target",
+            str(target),
+            "tree-00",
+        ],
+        env,
+    )
+    shutil.rmtree(target, ignore_errors=True)
+    figures["pip / uv install, 30-project tree, s"] = f"{pip:.2f} / {uvt:.2f}"
+    if server.upload is not None:
+        small = work / f"small-{server.name}"
+        shutil.rmtree(small, ignore_errors=True)
+        small.mkdir()
+        wheels = []
+        run = int(time.time())  # fresh names each run: rebuilt wheels differ in zip times
+        for i in range(200):
+            path = small / f"fresh_{server.name}_{run}_{i}-1.0-py3-none-any.whl"
+            path.write_bytes(wheel_bytes(f"fresh-{server.name}-{run}-{i}", "1.0", []))
+            wheels.append(path)
+        auth = (USER, WRITE) if server.name != "pypiserver" else ("writer", WRITE)
+        seconds = upload_many(server.upload, auth, wheels)
+        figures["small wheel uploads/s, basic auth"] = f"{len(wheels) / seconds:.1f}"
+    if big is not None:
+        if server.upload is not None:
+            before = peak_rss_mb(server.pid)
+            auth = (USER, WRITE) if server.name != "pypiserver" else ("writer", WRITE)
+            seconds = upload_many(server.upload, auth, [big], workers=1)
+            figures["upload 1000 MiB, s (peak RSS MB)"] = (
+                f"{seconds:.1f} ({peak_rss_mb(server.pid):.0f})"
+            )
+            del before
+            url = file_link(server, "big-wheel", big.name)
+        else:
+            (work / "big").mkdir(exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                os.link(big, work / "big" / big.name)
+            url = server.index.replace("/simple/", "/big/") + big.name
+        started = time.monotonic()
+        subprocess.run(["curl", "-sfL", "-o", "/dev/null", *headers, url], check=True)
+        seconds = time.monotonic() - started
+        figures["download 1000 MiB, MB/s (peak RSS MB)"] = (
+            f"{big.stat().st_size / 1e6 / seconds:.0f} ({peak_rss_mb(server.pid):.0f})"
+        )
+    return figures
+
+
+def file_link(server: Server, project: str, filename: str) -> str:
+    """The file's URL as the project page links it (every server lays files out its way)."""
+    from urllib.parse import urljoin
+
+    page_url = server.index + project + "/"
+    page = subprocess.run(
+        ["curl", "-sfL", *server.header(), page_url], capture_output=True, text=True, check=True
+    ).stdout
+    href = re.search(rf'href="([^"#]*{re.escape(filename)})[^"]*"', page)
+    if href is None:
+        raise RuntimeError(f"{server.name}: {filename} is not on {page_url}")
+    return urljoin(page_url, href.group(1))
+
+
+def ratio(ours: str, theirs: str) -> str:
+    try:
+        a, b = float(ours.split()[0]), float(theirs.split()[0])
+        return f"{a / b:.2f}x" if b else "—"
+    except ValueError:
+        return "—"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", choices=sorted(CORPORA), default="L")
+    parser.add_argument("--peers", default="pypiserver,devpi,nginx")
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "pywharf-bench")
+    parser.add_argument("--no-large", action="store_true", help="skip the 1000 MiB figures")
+    parser.add_argument(
+        "--devpi-files",
+        type=int,
+        default=2_000,
+        help="wheels uploaded into devpi (it takes ~0.2 s each)",
+    )
+    args = parser.parse_args()
+    for tool in ("wrk", "curl", "nginx"):
+        if shutil.which(tool) is None:
+            sys.exit(
+                f"benchmarks: {tool} is missing (Debian: apt-get install wrk nginx-light curl)"
+            )
+    work = args.work / args.corpus
+    work.mkdir(parents=True, exist_ok=True)
+    print(
+        f"corpus {args.corpus}: {CORPORA[args.corpus][1]} wheels, "
+        f"{CORPORA[args.corpus][0]} projects",
+        flush=True,
+    )
+    paths = build_corpus(args.work, args.corpus, not args.no_large)
+    big = None if args.no_large else paths["big"]
+    starters = {
+        "pypiserver": lambda: start_pypiserver(work, paths["corpus"]),
+        "devpi": lambda: start_devpi(work, paths["corpus"], args.devpi_files),
+        "nginx": lambda: start_nginx(work, paths["corpus"]),
+    }
+    results: dict[str, dict[str, str]] = {}
+    for peer in [p for p in args.peers.split(",") if p]:
+        for name, starter in (
+            ("pywharf", lambda: start_pywharf(work, paths["corpus"])),
+            (peer, starters[peer]),
+        ):
+            print(f"measuring {name}...", flush=True)
+            server = starter()
+            try:
+                results[f"{name} (vs {peer})" if name == "pywharf" else name] = measure(
+                    server, work, big
+                )
+            finally:
+                server.stop()
+            shutil.rmtree(work / "pywharf-root", ignore_errors=True)
+    print_table(results)
+
+
+def print_table(results: dict[str, dict[str, str]]) -> None:
+    figures = list(dict.fromkeys(f for r in results.values() for f in r))
+    peers = [name for name in results if not name.startswith("pywharf")]
+    print()
+    print("| figure | " + " | ".join(f"pywharf | {p} | ratio" for p in peers) + " |")
+    print("| --- |" + " ---: | ---: | ---: |" * len(peers))
+    for figure in figures:
+        cells = []
+        for peer in peers:
+            ours = results.get(f"pywharf (vs {peer})", {}).get(figure, "—")
+            theirs = results[peer].get(figure, "—")
+            cells += [ours, theirs, ratio(ours, theirs)]
+        print(f"| {figure} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        main()
