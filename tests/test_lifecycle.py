@@ -350,3 +350,30 @@ def test_update_index_on_a_server_root(start_server, tmp_path: Path, dists) -> N
     result = pywharf("update_index", "file_system", "local", "--root", str(root))
     assert result.stdout.startswith("update_index local: 1 files, 1 projects, index written")
     assert (root / "cache" / "local" / "storage" / "index.toml").is_file()
+
+
+def test_restart_loads_the_parsed_index_from_its_cache(start_server, tmp_path: Path, dists) -> None:
+    import json
+
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    shutil.copy(dists.base_wheel.path, storage)
+    pywharf("update_index", "file_system", "team", "--storage_root", str(storage))
+    config = shared_config(tmp_path, storage, interval=1)
+    root = tmp_path / "root"
+    server = start_server("--config", str(config), root=root)
+    server.stop()
+    cache = root / "cache" / "team" / "remote-index.json"
+    cached = json.loads(cache.read_text())
+    assert [r["filename"] for r in cached["records"]] == [dists.base_wheel.filename]
+    # Only a cache hit could list this record: the index file does not have it.
+    fake = dict(cached["records"][0], filename="foo_bar_baz-7.0-py3-none-any.whl", version="7.0")
+    cached["records"].append(fake)
+    cache.write_text(json.dumps(cached))
+    server = start_server("--config", str(config), root=root)
+    assert "foo_bar_baz-7.0" in get(server, "simple/foo-bar-baz/", auth=READ).text
+    # A new index version makes the cache stale: it is read afresh.
+    shutil.copy(dists.base_future.path, storage)
+    pywharf("update_index", "file_system", "team", "--storage_root", str(storage))
+    wait_for(lambda: "foo_bar_baz-2.0" in get(server, "simple/foo-bar-baz/", auth=READ).text, 3)
+    assert "foo_bar_baz-7.0" not in get(server, "simple/foo-bar-baz/", auth=READ).text
