@@ -1,7 +1,7 @@
 """pywharf side by side with pypiserver, devpi-server and static nginx, in one run.
 
     python benchmarks/run.py [--corpus S|L] [--peers pypiserver,devpi,nginx] [--work DIR]
-                             [--no-large] [--devpi-files N]
+                             [--no-large] [--devpi-files N] [--pywharf-server uvicorn]
 
 Builds a deterministic corpus of real wheels (S: 500 projects / 2,000 wheels; L: 5,000 /
 20,000), a dependency tree of 30 projects and one ~1,000 MiB wheel; installs pypiserver and
@@ -168,6 +168,7 @@ def wait_until_up(url: str, headers: list[str], started: float, timeout: float =
 
 
 def start_pywharf(work: Path, corpus: Path, server: str = "waitress") -> Server:
+    """pywharf on ``server`` (waitress, its default, or uvicorn)."""
     storage = work / "pywharf-storage"
     if not storage.exists():
         shutil.copytree(corpus, storage, copy_function=os.link)
@@ -204,6 +205,8 @@ def start_pywharf(work: Path, corpus: Path, server: str = "waitress") -> Server:
             "127.0.0.1",
             "--port",
             str(port),
+            "--server",
+            server,
         ],
         stdout=subprocess.DEVNULL,
         stderr=(work / "pywharf.log").open("w"),
@@ -546,6 +549,7 @@ def main() -> None:
     parser.add_argument("--peers", default="pypiserver,devpi,nginx")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "pywharf-bench")
     parser.add_argument("--no-large", action="store_true", help="skip the 1000 MiB figures")
+    parser.add_argument("--pywharf-server", choices=["waitress", "uvicorn"], default="waitress")
     parser.add_argument(
         "--devpi-files",
         type=int,
@@ -575,7 +579,7 @@ def main() -> None:
     results: dict[str, dict[str, str]] = {}
     for peer in [p for p in args.peers.split(",") if p]:
         for name, starter in (
-            ("pywharf", lambda: start_pywharf(work, paths["corpus"])),
+            ("pywharf", lambda: start_pywharf(work, paths["corpus"], args.pywharf_server)),
             (peer, starters[peer]),
         ):
             print(f"measuring {name}...", flush=True)
