@@ -14,7 +14,6 @@ import argparse
 import base64
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,16 +21,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import wheel_bytes  # the same wheels as the side-by-side run
+from run import free_port, rss_mb, wheel_bytes  # the same helpers as the side-by-side run
 
 PER_PROJECT = 4
 TOKEN = base64.b64encode(b"scale:scale-read").decode()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def start(work: Path, server: str) -> tuple[subprocess.Popen[bytes], str, float]:
@@ -78,13 +71,6 @@ def start(work: Path, server: str) -> tuple[subprocess.Popen[bytes], str, float]
         if time.monotonic() - started > 300:
             raise RuntimeError("the server did not start")
         time.sleep(0.02)
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def main() -> None:

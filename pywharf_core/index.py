@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from types import MappingProxyType
 
 from packaging.version import InvalidVersion, Version
 
+from .files import replace_file
 from .records import FileRecord
 
 log = logging.getLogger(__name__)
@@ -34,14 +34,12 @@ def _sort_key(record: FileRecord) -> tuple[int, Version | str, str]:
 
 @dataclass(frozen=True)
 class IndexSnapshot:
-    """Projects (normalized name → records, oldest version first) at one moment.
-
-    ``serial`` changes with every change; pages derive their ETags from it."""
+    """Projects (normalized name → records, oldest version first) at one moment. A change
+    replaces only the tuples of the projects it touches (pages are cached by them)."""
 
     projects: Mapping[str, tuple[FileRecord, ...]] = field(
         default_factory=lambda: MappingProxyType({})
     )
-    serial: int = 0
 
     def files_of(self, project: str) -> tuple[FileRecord, ...] | None:
         return self.projects.get(project)
@@ -57,14 +55,21 @@ class IndexSnapshot:
         return sum(len(records) for records in self.projects.values())
 
 
-def build_snapshot(records: Iterable[FileRecord], serial: int) -> IndexSnapshot:
+def build_snapshot(
+    records: Iterable[FileRecord], previous: IndexSnapshot | None = None
+) -> IndexSnapshot:
+    """A snapshot of ``records`` (later ones win: overlay after remote). A project whose
+    records equal ``previous``'s keeps its very tuple, so its cached pages stay valid."""
     grouped: dict[str, dict[str, FileRecord]] = {}
-    for record in records:  # later records win: overlay after remote
+    for record in records:
         grouped.setdefault(record.project, {})[record.filename] = record
-    projects = {
-        name: tuple(sorted(files.values(), key=_sort_key)) for name, files in grouped.items()
-    }
-    return IndexSnapshot(MappingProxyType(dict(sorted(projects.items()))), serial)
+    old = previous.projects if previous is not None else {}
+    projects = {}
+    for name, files in sorted(grouped.items()):
+        fresh = tuple(sorted(files.values(), key=_sort_key))
+        kept = old.get(name)
+        projects[name] = kept if kept == fresh and kept is not None else fresh
+    return IndexSnapshot(MappingProxyType(projects))
 
 
 class RepoIndex:
@@ -75,7 +80,7 @@ class RepoIndex:
         self._lock = threading.Lock()
         self._remote: tuple[FileRecord, ...] = ()
         self._overlay: dict[str, FileRecord] = self._read_overlay()
-        self._snapshot = build_snapshot(self._overlay.values(), 1)
+        self._snapshot = build_snapshot(self._overlay.values())
 
     @property
     def snapshot(self) -> IndexSnapshot:
@@ -99,10 +104,6 @@ class RepoIndex:
                 self._rewrite_overlay()
             self._rebuild()
 
-    @property
-    def overlay_size(self) -> int:
-        return len(self._overlay)
-
     def add(self, record: FileRecord) -> None:
         """Record an accepted upload: persist it to the overlay, then make it visible."""
         with self._lock:
@@ -116,11 +117,11 @@ class RepoIndex:
             projects[record.project] = tuple(sorted(files.values(), key=_sort_key))
             if is_new_project:  # keep the project list in name order
                 projects = dict(sorted(projects.items()))
-            self._snapshot = IndexSnapshot(MappingProxyType(projects), old.serial + 1)
+            self._snapshot = IndexSnapshot(MappingProxyType(projects))
 
     def _rebuild(self) -> None:
         self._snapshot = build_snapshot(
-            [*self._remote, *self._overlay.values()], self._snapshot.serial + 1
+            [*self._remote, *self._overlay.values()], previous=self._snapshot
         )
 
     def _read_overlay(self) -> dict[str, FileRecord]:
@@ -147,13 +148,7 @@ class RepoIndex:
         text = "".join(
             json.dumps(r.to_dict(), sort_keys=True) + "\n" for r in self._overlay.values()
         )
-        self._overlay_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self._overlay_path.parent, prefix=".overlay-")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self._overlay_path)
+        replace_file(self._overlay_path, text.encode("utf-8"))
 
     def _append_overlay(self, record: FileRecord) -> None:
         self._overlay_path.parent.mkdir(parents=True, exist_ok=True)

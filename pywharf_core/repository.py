@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -17,6 +16,7 @@ from .auth import AccessCache
 from .backend import Access, Backend, BackendContext
 from .config import RepoConfig
 from .errors import FileExists, FileMissing, PywharfError, UploadRejected
+from .files import replace_file
 from .index import RepoIndex
 from .indexfile import load_index
 from .metadata import read_dist_metadata
@@ -134,10 +134,7 @@ class Repository:
         records = load_index(remote[0]).records
         if cache is not None:
             data = {"version": remote[1], "records": [r.to_dict() for r in records]}
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_name(cache.name + ".tmp")
-            tmp.write_text(json.dumps(data), encoding="utf-8")
-            os.replace(tmp, cache)
+            replace_file(cache, json.dumps(data).encode("utf-8"))
         return records, remote[1]
 
     def sync_logged(self) -> None:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from pathlib import Path
 from .auth import AccessCache
 from .config import RepoConfig, parse_admin_secrets, parse_repo_configs, parse_toml
 from .errors import ConfigError, PywharfError
+from .files import replace_file
 from .repository import Repositories, Repository
 
 log = logging.getLogger(__name__)
@@ -111,8 +110,8 @@ class Runtime:
                 parse_toml(admin_secret_text, "<posted admin_secret>"), repos
             )
             opened = open_repositories(self.root, LoadedConfig(repos, secrets, False), self.cache)
-            _write_private(self.root / SAVED_ADMIN_SECRET, admin_secret_text)
-            _write_private(self.root / SAVED_CONFIG, config_text)
+            replace_file(self.root / SAVED_ADMIN_SECRET, admin_secret_text.encode("utf-8"))
+            replace_file(self.root / SAVED_CONFIG, config_text.encode("utf-8"))
             self._switch(opened, embedded_default=False)
             log.info("configuration replaced by /initialize/: %s", ", ".join(opened))
             return list(opened)
@@ -147,12 +146,3 @@ class Runtime:
             thread.stop()
         for thread in self._threads:
             thread.start()
-
-
-def _write_private(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)  # mkstemp made it 0600

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import secrets
 import socket
 import string
@@ -27,6 +26,7 @@ from .app import REASON_HEADER, SENDFILE_HEADER, create_app
 from .auth import AccessCache
 from .config import TomlSource, parse_admin_secrets, parse_repo_configs, read_toml
 from .errors import ConfigError
+from .files import create_once
 from .flags import bool_flag, text_flag
 from .repository import Repositories, Repository
 from .runtime import SAVED_ADMIN_SECRET, SAVED_CONFIG, LoadedConfig, Runtime
@@ -69,7 +69,6 @@ def load_config(
 def _embedded_default_source(root: Path) -> TomlSource:
     path = root / EMBEDDED_DEFAULT_FILE
     if not path.exists():
-        root.mkdir(parents=True, exist_ok=True)
         text = (
             "# pywharf's embedded default: generated once; keep this file private.\n"
             f"[{EMBEDDED_REPO}]\n"
@@ -77,14 +76,8 @@ def _embedded_default_source(root: Path) -> TomlSource:
             f'read_secret = "{new_secret()}"\n'
             f'write_secret = "{new_secret()}"\n'
         )
-        # O_EXCL: two servers started at once on one ROOT agree on one set of secrets.
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
+        # Two servers started at once on one ROOT agree on one set of secrets.
+        create_once(path, text.encode("utf-8"))
     return read_toml(path, can_be_text=False, what="embedded default")
 
 
@@ -192,6 +185,8 @@ def run_server(
     trusted_proxy = text_flag(trusted_proxy)
     initialize_secret = text_flag(initialize_secret)
     debug = bool_flag("debug", debug)
+    if str(server) not in ("waitress", "uvicorn"):  # before any repository is opened
+        raise ConfigError(f"--server must be waitress or uvicorn, not {server!r}")
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -227,7 +222,7 @@ def run_server(
     try:
         if str(server) == "uvicorn":
             _serve_uvicorn(app, str(host), int(port), repositories, loaded, waitress_options)
-        elif str(server) == "waitress":
+        else:
             app.state.sendfile = True  # wsgi_adapter below serves whole files itself
             wsgi = wsgi_adapter(ASGIMiddleware(app))  # type: ignore[arg-type]
             waitress_server = waitress.create_server(
@@ -236,8 +231,6 @@ def run_server(
             url = _client_url(str(host), getattr(waitress_server, "effective_port", int(port)))
             _announce(repositories, url, loaded.embedded_default)
             waitress_server.run()
-        else:
-            raise ConfigError(f"--server must be waitress or uvicorn, not {server!r}")
     finally:
         runtime.stop()
 

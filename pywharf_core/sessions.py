@@ -9,7 +9,6 @@ and its ``Accept`` prefers ``text/html``; nothing looks at the User-Agent.
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .backend import Access
+from .files import create_once
 from .negotiation import TEXT_HTML, NotAcceptable, negotiate
 
 SESSION_COOKIE = "pywharf_session"
@@ -39,14 +39,9 @@ def load_or_create_key(root: Path, given: str | None) -> str:
     if given:
         return given
     path = root / KEY_FILE
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text(encoding="utf-8").strip()
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        key = secrets.token_hex(32)
-        handle.write(key + "\n")
-    return key
+    # Another server starting on this ROOT at the same moment gets the same key.
+    create_once(path, (secrets.token_hex(32) + "\n").encode())
+    return path.read_text(encoding="utf-8").strip()
 
 
 class SessionSigner:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.parser
+import threading
 import urllib.request
 from collections import OrderedDict
 from pathlib import Path
@@ -209,13 +210,15 @@ def _latest_with_metadata(records: tuple[FileRecord, ...]) -> FileRecord | None:
 
 
 _DESCRIPTIONS: OrderedDict[str, tuple[str | None, Markup | None]] = OrderedDict()
+_DESCRIPTIONS_LOCK = threading.Lock()
 
 
 def _description(repo: Repository, record: FileRecord) -> tuple[str | None, Markup | None]:
     """(summary, sanitised HTML) from the file's stored core metadata; cached by hash."""
     key = record.core_metadata_sha256 or ""
-    if key in _DESCRIPTIONS:
-        return _DESCRIPTIONS[key]
+    with _DESCRIPTIONS_LOCK:  # worker threads share the cache
+        if key in _DESCRIPTIONS:
+            return _DESCRIPTIONS[key]
     try:
         raw = _read_small(repo.backend.open_metadata(record))
     except BackendError:
@@ -226,9 +229,10 @@ def _description(repo: Repository, record: FileRecord) -> tuple[str | None, Mark
     text = body if isinstance(body, str) and body.strip() else message.get("Description", "")
     kind = (message.get("Description-Content-Type") or "text/x-rst").split(";")[0].strip()
     result = (summary, _render_description(str(text), kind) if str(text).strip() else None)
-    _DESCRIPTIONS[key] = result
-    while len(_DESCRIPTIONS) > 1000:
-        _DESCRIPTIONS.popitem(last=False)
+    with _DESCRIPTIONS_LOCK:
+        _DESCRIPTIONS[key] = result
+        while len(_DESCRIPTIONS) > 1000:
+            _DESCRIPTIONS.popitem(last=False)
     return result
 
 

@@ -554,7 +554,11 @@ class GitHubStandIn:
                 raise _Error(404, "Not Found")
             if "raw" in request.headers.get("accept", ""):
                 return Response(data, media_type="application/vnd.github.raw")
-            return _json(self._content_json(repo, branch, path, data, with_content=True))
+            etag = f'"{_blob_sha(data)}"'  # GitHub: 304 for a matching If-None-Match
+            if request.headers.get("if-none-match") == etag:
+                return Response(status_code=304, headers={"ETag": etag})
+            item = self._content_json(repo, branch, path, data, with_content=True)
+            return _json(item, headers={"ETag": etag})
         body = await request.json()
         branch = body.get("branch", repo.default_branch)
         if branch not in repo.branches:

@@ -413,3 +413,17 @@ def test_workflows_are_shipped_in_the_package() -> None:
         for line in text.splitlines():
             if "uses:" in line:  # pinned to a full commit sha
                 assert "@" in line and len(line.split("@")[1].split()[0]) == 40, line
+
+
+def test_an_unchanged_index_costs_a_304_and_is_downloaded_once(team: Team) -> None:
+    backend = team.backend()
+    written = backend.write_index(b"format_version = 1\n", None)
+    assert backend.index_version() == written  # 200: downloaded
+    assert backend.read_index() == (b"format_version = 1\n", written)  # 304: remembered
+    assert backend.index_version() == written  # 304
+    gets = [
+        s for m, p, s in team.github.requests if m == "GET" and p.endswith("/contents/index.toml")
+    ]
+    assert gets[-3:] == [200, 304, 304]
+    backend.write_index(b"format_version = 1\nmtime = 2\n", written)
+    assert backend.read_index()[0].endswith(b"mtime = 2\n")  # a new ETag: read afresh

@@ -24,7 +24,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -50,6 +49,7 @@ from pywharf_core.errors import (
     InvalidFilename,
     InvalidMetadata,
 )
+from pywharf_core.files import create_once, replace_file, write_temp
 from pywharf_core.indexfile import IndexFileError, load_index
 from pywharf_core.metadata import read_dist_metadata
 from pywharf_core.names import DistFilename, parse_dist_filename
@@ -117,7 +117,7 @@ class FileSystemBackend(Backend):
         final = self._path(ref)
         final.parent.mkdir(parents=True, exist_ok=True)
         _fsync_path(staged.path)
-        meta_tmp = _write_temp(final.parent, metadata) if metadata is not None else None
+        meta_tmp = write_temp(final.parent, metadata) if metadata is not None else None
         try:
             try:
                 os.link(staged.path, final)
@@ -157,7 +157,7 @@ class FileSystemBackend(Backend):
         if reason is None:
             marker.unlink(missing_ok=True)
         else:
-            os.replace(_write_temp(marker.parent, reason.encode("utf-8")), marker)
+            replace_file(marker, reason.encode("utf-8"))
         _fsync_path(marker.parent)
         self._append_journal(record.with_changes(yanked=reason))
 
@@ -200,7 +200,7 @@ class FileSystemBackend(Backend):
             core_sha = hashlib.sha256(meta.core_metadata).hexdigest()
             meta_path = _metadata_path(path)
             if not meta_path.exists():  # copied in by hand: store it, for PEP 658
-                _link_if_absent(_write_temp(path.parent, meta.core_metadata), meta_path, True)
+                create_once(meta_path, meta.core_metadata)
         return FileRecord(
             project=dist.project,
             filename=dist.filename,
@@ -237,7 +237,7 @@ class FileSystemBackend(Backend):
         with FileLock(str(self._staging / "index.lock")):
             if self.index_version() != expected_version:
                 raise IndexConflict("the index changed since it was read")
-            os.replace(_write_temp(self.root, data), self._index_path)
+            replace_file(self._index_path, data)
             _fsync_path(self.root)
             version = self.index_version()
             assert version is not None
@@ -292,7 +292,7 @@ class FileSystemBackend(Backend):
             if len(kept) == len(changes):
                 return
             text = "".join(json.dumps(r.to_dict(), sort_keys=True) + "\n" for r in kept)
-            os.replace(_write_temp(self.root, text.encode("utf-8")), self._journal_path)
+            replace_file(self._journal_path, text.encode("utf-8"))
 
     # -- helpers --------------------------------------------------------------------------
     def _path(self, ref: str) -> Path:
@@ -321,15 +321,6 @@ def _journal_record(line: bytes) -> FileRecord | None:
         return None
 
 
-def _write_temp(directory: Path, data: bytes) -> Path:
-    fd, name = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".part")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    return Path(name)
-
-
 def _metadata_path(final: Path) -> Path:
     return final.with_name(final.name + ".metadata")
 
@@ -345,14 +336,11 @@ def _read_text_or_none(path: Path) -> str | None:
         return None
 
 
-def _link_if_absent(source: Path, target: Path, remove_source: bool = False) -> None:
+def _link_if_absent(source: Path, target: Path) -> None:
     try:
         os.link(source, target)
     except FileExistsError:
         pass
-    finally:
-        if remove_source:
-            source.unlink(missing_ok=True)
 
 
 def _stat_version(stat: os.stat_result) -> str:

@@ -13,6 +13,7 @@ the admin token and cached until shortly before it expires.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import io
@@ -26,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import requests
 import toml
@@ -181,6 +182,12 @@ class GitHubBackend(Backend):
         self._repo: Any = None
         self._session = requests.Session()
         self._urls: dict[int, tuple[str, float]] = {}
+        #: The index file's last answer: (ETag, (blob sha, content or None)).
+        self._index: tuple[str, tuple[str, bytes | None]] | None = None
+        self._index_url = (
+            f"{config.base_url.rstrip('/')}/repos/{self._full_name}/contents/"
+            f"{quote(config.index_filename)}"
+        )
         self._urls_lock = threading.Lock()
 
     def _client(self, token: str, lazy: bool = False) -> Any:
@@ -345,13 +352,7 @@ class GitHubBackend(Backend):
                 response.iter_content(CHUNK), int(size) if size else None, response.close
             )
         response.close()
-        if response.status_code == 404:
-            raise FileMissing(what)
-        if response.status_code in (401, 403):
-            raise AccessDenied(
-                f"GitHub refused the admin token ({response.status_code}) for {what}"
-            )
-        raise BackendUnavailable(f"GitHub answered {response.status_code} for {what}")
+        raise _raw_error(response, what)
 
     def set_yanked(self, record: FileRecord, reason: str | None) -> None:
         release = self._published(record.filename)
@@ -430,29 +431,65 @@ class GitHubBackend(Backend):
 
     # -- remote index -------------------------------------------------------------------------
     def read_index(self) -> tuple[bytes, str] | None:
-        try:
-            with github_errors("the index"):
-                content = self.repo.get_contents(self.config.index_filename, ref=self.config.branch)
-                if content.encoding == "base64":
-                    return bytes(content.decoded_content), str(content.sha)
-                raw = self._session.get(
-                    f"{self.config.base_url.rstrip('/')}/repos/{self._full_name}/contents/"
-                    f"{self.config.index_filename}",
-                    params={"ref": self.config.branch},
-                    timeout=self.config.timeout,
-                    headers={
-                        "Authorization": f"token {self._token}",
-                        "Accept": "application/vnd.github.raw",
-                    },
-                )
-                raw.raise_for_status()
-                return raw.content, str(content.sha)
-        except FileMissing:
+        state = self._index_state()
+        if state is None:
             return None
+        sha, content = state
+        if content is None:  # over 1 MB: GitHub leaves it out of the JSON answer
+            content = self._raw_index()
+            self._index = (self._index[0], (sha, content)) if self._index else None
+        return content, sha
 
     def index_version(self) -> str | None:
-        current = self.read_index()
-        return None if current is None else current[1]
+        state = self._index_state()
+        return None if state is None else state[0]
+
+    def _index_state(self) -> tuple[str, bytes | None] | None:
+        """(blob sha, content) of the index file, asked with If-None-Match on the last
+        answer's ETag: an unchanged index costs a 304 (no body, and GitHub does not count
+        it against the rate limit), and read_index after index_version reads nothing twice."""
+        headers = {"Authorization": f"token {self._token}", "Accept": "application/vnd.github+json"}
+        if self._index is not None:
+            headers["If-None-Match"] = self._index[0]
+        try:
+            response = self._session.get(
+                self._index_url,
+                params={"ref": self.config.branch},
+                headers=headers,
+                timeout=self.config.timeout,
+            )
+        except requests.RequestException as exc:
+            raise BackendUnavailable(f"GitHub cannot be reached for the index: {exc}") from exc
+        if response.status_code == 304 and self._index is not None:
+            return self._index[1]
+        if response.status_code == 404:
+            self._index = None
+            return None
+        if response.status_code != 200:
+            raise _raw_error(response, "the index")
+        data = response.json()
+        content = base64.b64decode(data["content"]) if data.get("encoding") == "base64" else None
+        state = (str(data["sha"]), content)
+        etag = response.headers.get("ETag")
+        self._index = (etag, state) if etag else None
+        return state
+
+    def _raw_index(self) -> bytes:
+        try:
+            raw = self._session.get(
+                self._index_url,
+                params={"ref": self.config.branch},
+                timeout=self.config.timeout,
+                headers={
+                    "Authorization": f"token {self._token}",
+                    "Accept": "application/vnd.github.raw",
+                },
+            )
+        except requests.RequestException as exc:
+            raise BackendUnavailable(f"GitHub cannot be reached for the index: {exc}") from exc
+        if raw.status_code != 200:
+            raise _raw_error(raw, "the index")
+        return bytes(raw.content)
 
     def write_index(self, data: bytes, expected_version: str | None) -> str:
         message = "pywharf update_index"
@@ -475,6 +512,18 @@ class GitHubBackend(Backend):
                 raise IndexConflict("the index changed since it was read") from None
             raise
         return str(result["content"].sha)
+
+
+def _raw_error(response: requests.Response, what: str) -> Exception:
+    """The pywharf error for a failed answer to a request made without PyGithub."""
+    status = response.status_code
+    if status == 404:
+        return FileMissing(what)
+    if status == 429 or (status == 403 and response.headers.get("x-ratelimit-remaining") == "0"):
+        return BackendUnavailable(f"GitHub rate limit reached ({what})")
+    if status in (401, 403):
+        return AccessDenied(f"GitHub refused the admin token ({status}) for {what}")
+    return BackendUnavailable(f"GitHub answered {status} for {what}")
 
 
 def _lifetime(url: str) -> float:
