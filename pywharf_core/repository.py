@@ -19,6 +19,7 @@ from .errors import FileExists, FileMissing, PywharfError, UploadRejected
 from .files import replace_file
 from .index import RepoIndex
 from .indexfile import load_index
+from .memory import release_free_memory
 from .metadata import read_dist_metadata
 from .names import normalize, parse_dist_filename, same_version
 from .pagecache import PageCache
@@ -99,7 +100,7 @@ class Repository:
         full reload only when it moved, then the backend's changes since. Returns
         whether the index changed. Raises what the backend raises."""
         with self._sync_lock:
-            changed = False
+            changed = reloaded = False
             version = self.backend.index_version()
             if not self._remote_loaded or version != self._remote_version:
                 records, self._remote_version = self._remote_records(version)
@@ -107,7 +108,7 @@ class Repository:
                 self._remote_loaded = True
                 # The new index may hold what the change log held: read it all again.
                 self._changes, self._changes_cursor = {}, None
-                changed = True
+                changed = reloaded = True
             news, self._changes_cursor = self.backend.changes_since(self._changes_cursor)
             for record in news:
                 self._changes[record.filename] = record
@@ -115,7 +116,9 @@ class Repository:
             if changed:
                 self.index.set_remote([*self._remote.values(), *self._changes.values()])
             self.synced_at = time.time()
-            return changed
+        if reloaded:
+            release_free_memory()  # the parse's peak, held otherwise for the process's life
+        return changed
 
     def _remote_records(self, version: str | None) -> tuple[tuple[FileRecord, ...], str | None]:
         """The remote index's records and version: from the local cache when it holds
