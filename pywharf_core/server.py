@@ -21,7 +21,7 @@ from typing import Any
 import waitress
 from a2wsgi import ASGIMiddleware
 
-from . import __version__
+from . import __version__, logs
 from .app import REASON_HEADER, SENDFILE_HEADER, create_app
 from .auth import AccessCache
 from .config import TomlSource, parse_admin_secrets, parse_repo_configs, read_toml
@@ -187,10 +187,7 @@ def run_server(
     debug = bool_flag("debug", debug)
     if str(server) not in ("waitress", "uvicorn"):  # before any repository is opened
         raise ConfigError(f"--server must be waitress or uvicorn, not {server!r}")
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(debug)
     root_path = Path(str(root)).resolve()
     root_path.mkdir(parents=True, exist_ok=True)
     loaded = load_config(root_path, config, admin_secret, can_be_text)
