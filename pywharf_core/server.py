@@ -8,18 +8,16 @@ generated once and kept in ``ROOT/embedded_default.toml`` (mode 0600).
 
 from __future__ import annotations
 
-import itertools
 import logging
 import secrets
 import socket
 import string
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import waitress
-from a2wsgi import ASGIMiddleware
 
 from . import __version__, logs
 from .app import REASON_HEADER, SENDFILE_HEADER, create_app
@@ -32,6 +30,7 @@ from .repository import Repositories, Repository
 from .runtime import SAVED_ADMIN_SECRET, SAVED_CONFIG, LoadedConfig, Runtime
 from .sessions import load_or_create_key
 from .upload import FORM_OVERHEAD_BYTES
+from .wsgi import ThreadLoopAdapter
 
 log = logging.getLogger("pywharf")
 
@@ -86,46 +85,6 @@ def new_secret(length: int = 32) -> str:
     command line (a leading "-" would read as an option) and selected by a double-click."""
     alphabet = string.ascii_letters + string.digits
     return "".join(secrets.choice(alphabet) for _ in range(length))
-
-
-def wsgi_adapter(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
-    """Wrap the ASGI app (already adapted to WSGI) for waitress:
-
-    - ``x-pywharf-reason``: moved into the status line (ASGI has no reason phrase);
-    - ``x-pywharf-sendfile``: the response body is that local file, handed to waitress's
-      ``wsgi.file_wrapper``, which streams it in its own I/O loop instead of 64 KiB chunks
-      crossing the ASGI bridge (the app sets it only for whole-file GETs, when told that
-      this adapter is there)."""
-
-    def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        sendfile: list[str] = []
-
-        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            kept = []
-            for name, value in headers:
-                lowered = name.lower()
-                if lowered == REASON_HEADER:
-                    status = f"{status.split(' ', 1)[0]} {value}"
-                elif lowered == SENDFILE_HEADER:
-                    sendfile.append(value)
-                else:
-                    kept.append((name, value))
-            return start_response(status, kept, exc_info)
-
-        body = app(environ, start)
-        iterator = iter(body)
-        first = next(iterator, b"")  # a2wsgi calls start_response on the first step
-        if sendfile:
-            for _ in iterator:  # let the ASGI side finish its (empty) body
-                pass
-            wrapper = environ.get("wsgi.file_wrapper")
-            handle = open(sendfile[0], "rb")
-            if wrapper is not None:
-                return wrapper(handle, 256 * 1024)  # type: ignore[no-any-return]
-            return iter(lambda: handle.read(256 * 1024), b"")
-        return itertools.chain([first], iterator)
-
-    return wsgi
 
 
 def run_server(
@@ -220,8 +179,10 @@ def run_server(
         if str(server) == "uvicorn":
             _serve_uvicorn(app, str(host), int(port), repositories, loaded, waitress_options)
         else:
-            app.state.sendfile = True  # wsgi_adapter below serves whole files itself
-            wsgi = wsgi_adapter(ASGIMiddleware(app))  # type: ignore[arg-type]
+            app.state.sendfile = True  # the adapter hands whole files to waitress itself
+            wsgi = ThreadLoopAdapter(
+                app, reason_header=REASON_HEADER, sendfile_header=SENDFILE_HEADER
+            )
             waitress_server = waitress.create_server(
                 wsgi, host=str(host), port=int(port), **waitress_options
             )

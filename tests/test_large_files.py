@@ -95,3 +95,27 @@ def test_300_mb_upload_and_download_keep_server_memory_flat(start_server, tmp_pa
     after_download = server.pid_status("VmHWM")
     print(f"server peak RSS after the download: {after_download} kB")
     assert after_download - baseline < LIMIT_KB
+
+    # A range is streamed by the app chunk by chunk (not handed to waitress's file
+    # wrapper): each chunk must wait for the client, or the file would pile up in memory.
+    start = 1000
+    hasher = hashlib.sha256()
+    with requests.get(
+        f"{server.url}simple/big-wheel/{wheel.filename}",
+        auth=auth,
+        stream=True,
+        timeout=300,
+        headers={"Range": f"bytes={start}-"},
+    ) as partial:
+        assert partial.status_code == 206
+        for chunk in partial.iter_content(1 << 20):
+            hasher.update(chunk)
+    with wheel.path.open("rb") as handle:
+        handle.seek(start)
+        expected = hashlib.sha256()
+        while block := handle.read(1 << 20):
+            expected.update(block)
+    assert hasher.hexdigest() == expected.hexdigest()
+    after_range = server.pid_status("VmHWM")
+    print(f"server peak RSS after a streamed range: {after_range} kB")
+    assert after_range - baseline < LIMIT_KB
