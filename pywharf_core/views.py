@@ -12,10 +12,12 @@ name) and ``/r/<repo>/simple/`` (username free, the password decides)::
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.concurrency import iterate_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import (
@@ -38,6 +40,7 @@ from .repository import Repositories, Repository, UploadResult
 from .sessions import is_browser
 from .simple import project_list_data, project_page_data, render
 from .upload import FORM_OVERHEAD_BYTES, MultipartUpload, multipart_boundary
+from .wsgi import run_blocking
 
 #: Upload body batches handed to the worker thread (fewer thread hops than 64 KiB chunks).
 UPLOAD_BATCH_BYTES = 1024 * 1024
@@ -45,6 +48,7 @@ PAGE_CACHE_CONTROL = "max-age=0, must-revalidate, private"
 FILE_CACHE_CONTROL = "max-age=31536000, immutable, private"
 METADATA_SUFFIX = ".metadata"
 SENDFILE_HEADER = "x-pywharf-sendfile"
+SMALL_FILE = 256 * 1024  # whole GETs of local files up to this size are read in one go
 
 
 class AuthRequired(Exception):
@@ -84,7 +88,7 @@ async def authorize(request: Request, need: Access) -> Repository:
         raise AuthRequired(realm)
     access = repo.cached_access(credentials.password)
     if access is None:
-        access = await run_in_threadpool(repo.access, credentials.password)
+        access = await run_blocking(repo.access, credentials.password)
     if access is Access.NONE:
         raise AuthRequired(realm)
     if access < need:
@@ -175,20 +179,40 @@ async def download(request: Request) -> Response:
     snapshot = repo.index.snapshot
     # Only names in the index are served: a URL never becomes a storage path.
     record = snapshot.find(project, filename)
+    whole_get = request.method == "GET" and "range" not in request.headers
     if record is not None:
-        opened = await run_in_threadpool(repo.backend.open_file, record)
+        opened = await run_blocking(_open, repo.backend.open_file, record, whole_get)
         return _file_response(request, opened, media_type_for(filename), f'"{record.sha256}"')
     if filename.endswith(METADATA_SUFFIX):
         record = snapshot.find(project, filename.removesuffix(METADATA_SUFFIX))
         if record is not None and record.core_metadata_sha256:
-            opened = await run_in_threadpool(repo.backend.open_metadata, record)
+            opened = await run_blocking(_open, repo.backend.open_metadata, record, whole_get)
             etag = f'"{record.core_metadata_sha256}"'
             return _file_response(request, opened, "text/plain; charset=utf-8", etag)
     raise HTTPException(404, f"File {filename!r} is not in this repository")
 
 
-def _file_response(request: Request, opened: OpenedFile, media_type: str, etag: str) -> Response:
+def _open(
+    opener: Callable[[FileRecord], OpenedFile], record: FileRecord, read_small: bool
+) -> OpenedFile | bytes:
+    """The backend's answer; for a whole small local file, its bytes, read in the same
+    worker-thread hop (FileResponse would take several: stat, open, read, close)."""
+    opened = opener(record)
+    if read_small and isinstance(opened, LocalFile):
+        with opened.path.open("rb") as handle:
+            if os.fstat(handle.fileno()).st_size <= SMALL_FILE:
+                return handle.read()
+    return opened
+
+
+def _file_response(
+    request: Request, opened: OpenedFile | bytes, media_type: str, etag: str
+) -> Response:
     headers = {"Cache-Control": FILE_CACHE_CONTROL, "ETag": etag}
+    if isinstance(opened, bytes):
+        if etag_matches(request.headers.get("if-none-match"), etag):
+            return Response(status_code=304, headers=headers)
+        return Response(opened, headers=headers, media_type=media_type)
     if isinstance(opened, LocalFile):
         whole_get = request.method == "GET" and "range" not in request.headers
         if whole_get and request.app.state.sendfile:
@@ -242,12 +266,12 @@ async def upload(request: Request) -> Response:
             batch += chunk
             if len(batch) >= UPLOAD_BATCH_BYTES:
                 data, batch = batch, bytearray()
-                await run_in_threadpool(reader.feed, data)
-        await run_in_threadpool(reader.feed, batch)
-        received = await run_in_threadpool(reader.finish)
-        outcome = await run_in_threadpool(repo.accept_upload, received)
+                await run_blocking(reader.feed, data)
+        await run_blocking(reader.feed, batch)
+        received = await run_blocking(reader.finish)
+        outcome = await run_blocking(repo.accept_upload, received)
     finally:
-        await run_in_threadpool(reader.discard)
+        await run_blocking(reader.discard)
     request.app.state.metrics.uploaded(repo.name, outcome.record.size, outcome.result)
     if outcome.result is UploadResult.IDENTICAL:
         text = f"OK: {outcome.record.filename} was already stored with identical content"
@@ -275,7 +299,7 @@ async def _set_yanked(request: Request, *, yanked: bool) -> Response:
             value = form.get("reason", "")
         reason = value if isinstance(value, str) else ""
     try:
-        record: FileRecord = await run_in_threadpool(repo.yank, project, filename, reason)
+        record: FileRecord = await run_blocking(repo.yank, project, filename, reason)
     except FileMissing:
         raise HTTPException(404, f"File {filename!r} is not in this repository") from None
     state = f"yanked ({record.yanked or 'no reason given'})" if yanked else "no longer yanked"
@@ -314,7 +338,7 @@ async def initialize(request: Request) -> Response:
     credentials = parse_basic_auth(request.headers.get("authorization"))
     if proof is None and credentials is not None:
         proof = credentials.password
-    names = await run_in_threadpool(
+    names = await run_blocking(
         runtime.initialize, fields["config"], fields["admin_secret"] or "", proof
     )
     return PlainTextResponse(f"OK: now serving {', '.join(names)}\n")

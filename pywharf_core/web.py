@@ -19,7 +19,6 @@ from urllib.parse import quote, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -28,6 +27,7 @@ from .errors import BackendError
 from .records import FileRecord
 from .repository import Repositories, Repository
 from .sessions import SessionSigner
+from .wsgi import run_blocking
 
 TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -88,7 +88,7 @@ async def login(request: Request) -> Response:
     repo = repositories.get(fields.get("repo", "").strip())
     access = Access.NONE
     if repo is not None:
-        access = await run_in_threadpool(repo.access, fields.get("secret", ""))
+        access = await run_blocking(repo.access, fields.get("secret", ""))
     if access is Access.NONE:
         return _login_form(
             request,
@@ -181,7 +181,7 @@ async def project_page(
     latest = _latest_with_metadata(records)
     summary, description = None, None
     if latest is not None:
-        summary, description = await run_in_threadpool(_description, repo, latest)
+        summary, description = await run_blocking(_description, repo, latest)
     index_url = str(request.base_url) + (
         f"r/{quote(repo.name)}/simple/" if request.path_params.get("repo") else "simple/"
     )

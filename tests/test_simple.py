@@ -108,6 +108,18 @@ def test_download_range_and_head(populated: WharfServer, auth, dists) -> None:
     assert head.content == b""
 
 
+def test_download_revalidates_with_its_etag(populated: WharfServer, auth, dists) -> None:
+    path = f"simple/foo-bar-baz/{dists.base_wheel.filename}"
+    first = get(populated, path, auth=auth)
+    assert first.headers["ETag"] == f'"{dists.base_wheel.sha256}"'
+    again = get(populated, path, auth=auth, headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304
+    assert again.content == b""
+    other = get(populated, path, auth=auth, headers={"If-None-Match": '"0000"'})
+    assert other.status_code == 200
+    assert other.content == dists.base_wheel.path.read_bytes()
+
+
 def test_unknown_file_is_404(populated: WharfServer, auth) -> None:
     response = get(populated, "simple/foo-bar-baz/foo_bar_baz-9.9-py3-none-any.whl", auth=auth)
     assert response.status_code == 404

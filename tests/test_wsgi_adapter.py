@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import socket
 import threading
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 import waitress
 
-from pywharf_core.wsgi import ClientDisconnected, ThreadLoopAdapter
+from pywharf_core.wsgi import ClientDisconnected, ThreadLoopAdapter, run_blocking
 
 REASON, SENDFILE = "x-test-reason", "x-test-sendfile"
 
@@ -37,6 +38,11 @@ class Probe:
                     break
             await send(_start(200, [(b"x-chunks", str(chunks).encode())]))
             await send({"type": "http.response.body", "body": body})
+        elif path == "/where":  # where run_blocking runs a function
+            ran_in = await run_blocking(threading.get_ident)
+            same = ran_in == threading.get_ident()
+            await send(_start(200, []))
+            await send({"type": "http.response.body", "body": b"inline" if same else b"thread"})
         elif path == "/reason":
             await send(_start(409, [(REASON.encode(), b"File exists")]))
             await send({"type": "http.response.body", "body": b"taken"})
@@ -154,3 +160,12 @@ def test_a_client_that_leaves_mid_stream_ends_the_app(served: tuple[int, Probe])
     while time.monotonic() < deadline and request(port, "GET", "/reason").status != 409:
         time.sleep(0.1)
     assert request(port, "GET", "/reason").status == 409
+
+
+def test_blocking_work_runs_in_place_on_the_requests_own_loop(served: tuple[int, Probe]) -> None:
+    assert request(served[0], "GET", "/where").data == b"inline"
+
+    async def elsewhere() -> bool:  # a shared loop (uvicorn's) must hand it to a thread
+        return await run_blocking(threading.get_ident) != threading.get_ident()
+
+    assert asyncio.run(elsewhere())
