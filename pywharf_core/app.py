@@ -33,12 +33,9 @@ from .sessions import SessionSigner
 log = logging.getLogger(__name__)
 
 #: Response header carrying a custom HTTP reason phrase. ASGI has no reason phrase, so
-#: the WSGI adapter of ``pywharf_core.server`` moves it into the status line (PyPI puts
+#: the waitress adapter (``pywharf_core.wsgi``) moves it into the status line (PyPI puts
 #: its upload errors there, and twine prints it).
 REASON_HEADER = "x-pywharf-reason"
-#: Response header naming a local file to send as the body; honoured only by the WSGI
-#: adapter of ``pywharf_core.server`` (``app.state.sendfile``), never sent to clients.
-SENDFILE_HEADER = views.SENDFILE_HEADER
 
 
 def create_app(
@@ -98,7 +95,6 @@ def create_app(
         },
     )
     app.state.repositories = state
-    app.state.sendfile = False
     app.state.sessions = SessionSigner(session_key or secrets.token_hex(32), session_lifetime)
     app.state.metrics = metrics
     # Read at scrape time: the served repositories may be replaced while running.

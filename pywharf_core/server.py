@@ -20,7 +20,7 @@ from typing import Any
 import waitress
 
 from . import __version__, logs
-from .app import REASON_HEADER, SENDFILE_HEADER, create_app
+from .app import REASON_HEADER, create_app
 from .auth import AccessCache
 from .config import TomlSource, parse_admin_secrets, parse_repo_configs, read_toml
 from .errors import ConfigError
@@ -179,10 +179,7 @@ def run_server(
         if str(server) == "uvicorn":
             _serve_uvicorn(app, str(host), int(port), repositories, loaded, waitress_options)
         else:
-            app.state.sendfile = True  # the adapter hands whole files to waitress itself
-            wsgi = ThreadLoopAdapter(
-                app, reason_header=REASON_HEADER, sendfile_header=SENDFILE_HEADER
-            )
+            wsgi = ThreadLoopAdapter(app, reason_header=REASON_HEADER)
             waitress_server = waitress.create_server(
                 wsgi, host=str(host), port=int(port), **waitress_options
             )

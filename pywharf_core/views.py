@@ -47,7 +47,6 @@ UPLOAD_BATCH_BYTES = 1024 * 1024
 PAGE_CACHE_CONTROL = "max-age=0, must-revalidate, private"
 FILE_CACHE_CONTROL = "max-age=31536000, immutable, private"
 METADATA_SUFFIX = ".metadata"
-SENDFILE_HEADER = "x-pywharf-sendfile"
 SMALL_FILE = 256 * 1024  # whole GETs of local files up to this size are read in one go
 
 
@@ -194,35 +193,50 @@ async def download(request: Request) -> Response:
 
 def _open(
     opener: Callable[[FileRecord], OpenedFile], record: FileRecord, read_small: bool
-) -> OpenedFile | bytes:
-    """The backend's answer; for a whole small local file, its bytes, read in the same
-    worker-thread hop (FileResponse would take several: stat, open, read, close)."""
+) -> OpenedFile | bytes | tuple[LocalFile, os.stat_result]:
+    """The backend's answer. A local file comes with its stat (FileResponse would take a
+    worker-thread hop for it), and a whole small one as its bytes, read in this same hop
+    (FileResponse would take several: open, read, close)."""
     opened = opener(record)
-    if read_small and isinstance(opened, LocalFile):
+    if isinstance(opened, LocalFile):
         with opened.path.open("rb") as handle:
-            if os.fstat(handle.fileno()).st_size <= SMALL_FILE:
+            stat = os.fstat(handle.fileno())
+            if read_small and stat.st_size <= SMALL_FILE:
                 return handle.read()
+        return opened, stat
     return opened
 
 
 def _file_response(
-    request: Request, opened: OpenedFile | bytes, media_type: str, etag: str
+    request: Request,
+    opened: OpenedFile | bytes | tuple[LocalFile, os.stat_result],
+    media_type: str,
+    etag: str,
 ) -> Response:
     headers = {"Cache-Control": FILE_CACHE_CONTROL, "ETag": etag}
+    if isinstance(opened, bytes | tuple) and etag_matches(
+        request.headers.get("if-none-match"), etag
+    ):
+        return Response(status_code=304, headers=headers)
     if isinstance(opened, bytes):
-        if etag_matches(request.headers.get("if-none-match"), etag):
-            return Response(status_code=304, headers=headers)
         return Response(opened, headers=headers, media_type=media_type)
-    if isinstance(opened, LocalFile):
-        whole_get = request.method == "GET" and "range" not in request.headers
-        if whole_get and request.app.state.sendfile:
-            size = opened.path.stat().st_size
-            headers.update({"Content-Length": str(size), SENDFILE_HEADER: str(opened.path)})
-            return Response(b"", headers=headers, media_type=media_type)
-        return FileResponse(opened.path, media_type=media_type, headers=headers)
+    if isinstance(opened, tuple):
+        # Where the server offers http.response.pathsend (pywharf's waitress adapter),
+        # FileResponse hands the whole file over to it instead of reading it in chunks.
+        local, stat = opened
+        return _FileResponse(local.path, media_type=media_type, headers=headers, stat_result=stat)
+    if isinstance(opened, LocalFile):  # _open pairs local files with their stat
+        return _FileResponse(opened.path, media_type=media_type, headers=headers)
     if isinstance(opened, RedirectTo):
         return RedirectResponse(opened.url, status_code=302)
     return _stream(opened, media_type, headers)
+
+
+class _FileResponse(FileResponse):
+    """Larger reads where the server has no pathsend (uvicorn): each chunk is a worker-
+    thread hop and a trip round the event loop."""
+
+    chunk_size = 1024 * 1024
 
 
 def _stream(opened: FileStream, media_type: str, headers: dict[str, str]) -> Response:

@@ -12,13 +12,11 @@ upload's chunk) may run right on it: ``run_blocking`` calls the function in plac
 and only elsewhere (under uvicorn, in tests) hands it to a worker thread.
 
 A response is streamed: ``send`` of a body chunk with more to come waits until waitress
-has taken the chunk, so a large download is never gathered in memory. Two internal
-response headers are handled here:
-
-- ``x-pywharf-reason``: moved into the status line (ASGI has no reason phrase);
-- ``x-pywharf-sendfile``: the body is that local file, handed to waitress's
-  ``wsgi.file_wrapper``, which streams it in its own I/O loop (the app sets it only for
-  whole-file GETs, when ``app.state.sendfile`` says this adapter is there).
+has taken the chunk, so a large download is never gathered in memory. The adapter offers
+the ASGI ``http.response.pathsend`` extension: Starlette's FileResponse then names the
+file instead of reading it, and the adapter hands it to waitress's ``wsgi.file_wrapper``,
+which streams it in its own I/O loop. An internal response header, ``x-pywharf-reason``
+(the ``reason_header``), is moved into the status line: ASGI has no reason phrase.
 """
 
 from __future__ import annotations
@@ -69,10 +67,9 @@ def _status_line(status: int, reason: str | None) -> str:
 class ThreadLoopAdapter:
     """A WSGI application that runs ``app`` (ASGI 3, HTTP only) in the calling thread."""
 
-    def __init__(self, app: Any, *, reason_header: str, sendfile_header: str) -> None:
+    def __init__(self, app: Any, *, reason_header: str) -> None:
         self.app = app
         self._reason = reason_header.encode("latin-1")
-        self._sendfile = sendfile_header.encode("latin-1")
         self._local = threading.local()
 
     def _loop(self) -> asyncio.AbstractEventLoop:
@@ -158,42 +155,39 @@ class _Exchange:
 
     def respond(self) -> Iterable[bytes]:
         scope = build_scope(self.environ)  # type: ignore[arg-type]
+        scope["extensions"] = {"http.response.pathsend": {}}
         self.task = self.loop.create_task(self.adapter.app(scope, self.receive, self.send))
         self.task.add_done_callback(self._wake)
         try:
             start = self._next_message()
             if start is None or start["type"] != "http.response.start":
                 return self._failed(start)
-            sendfile = self._start(start)
-            if sendfile is not None:
-                while (message := self._next_message()) is not None:  # the empty body
-                    self._chunk_taken()
-                    if not message.get("more_body", False):
-                        break
+            self._start(start)
+            first = self._next_message()
+            if first is not None and first["type"] == "http.response.pathsend":
+                path = first["path"]
                 self._finish()
-                handle = open(sendfile, "rb")
+                handle = open(path, "rb")
                 wrapper = self.environ.get("wsgi.file_wrapper")
                 if wrapper is not None:
                     return wrapper(handle, FILE_BLOCK)  # type: ignore[no-any-return]
                 return _file_chunks(handle)
+            if first is not None:
+                self.outbox.appendleft(first)
         except BaseException:
             self._abandon()
             raise
         return self._body()
 
-    def _start(self, message: dict[str, Any]) -> str | None:
-        reason = sendfile = None
+    def _start(self, message: dict[str, Any]) -> None:
+        reason = None
         headers = []
         for name, value in message.get("headers", []):
-            lowered = name.lower()
-            if lowered == self.adapter._reason:
+            if name.lower() == self.adapter._reason:
                 reason = value.decode("latin-1")
-            elif lowered == self.adapter._sendfile:
-                sendfile = value.decode("utf-8")
             else:
                 headers.append((name.decode("latin-1"), value.decode("latin-1")))
         self.start_response(_status_line(int(message["status"]), reason), headers)
-        return sendfile
 
     def _failed(self, message: dict[str, Any] | None) -> Iterable[bytes]:
         """The app ended (or sent nonsense) before starting a response."""

@@ -15,7 +15,7 @@ import waitress
 
 from pywharf_core.wsgi import ClientDisconnected, ThreadLoopAdapter, run_blocking
 
-REASON, SENDFILE = "x-test-reason", "x-test-sendfile"
+REASON = "x-test-reason"
 
 
 class Probe:
@@ -46,9 +46,10 @@ class Probe:
         elif path == "/reason":
             await send(_start(409, [(REASON.encode(), b"File exists")]))
             await send({"type": "http.response.body", "body": b"taken"})
-        elif path == "/sendfile":
-            await send(_start(200, [(SENDFILE.encode(), self.tmp_file.encode())]))
-            await send({"type": "http.response.body", "body": b""})
+        elif path == "/pathsend":
+            assert "http.response.pathsend" in scope["extensions"]
+            await send(_start(200, [(b"content-length", b"1048576")]))
+            await send({"type": "http.response.pathsend", "path": self.tmp_file})
         elif path == "/after":  # work after the response, as a background task does
             await send(_start(200, []))
             await send({"type": "http.response.body", "body": b"done"})
@@ -81,7 +82,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Prob
     tmp = tmp_path_factory.mktemp("adapter") / "file.bin"
     tmp.write_bytes(bytes(range(256)) * 4096)  # 1 MiB
     probe = Probe(str(tmp))
-    adapter = ThreadLoopAdapter(probe, reason_header=REASON, sendfile_header=SENDFILE)
+    adapter = ThreadLoopAdapter(probe, reason_header=REASON)
     server = waitress.create_server(adapter, host="127.0.0.1", port=0, threads=4)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -114,11 +115,10 @@ def test_reason_phrase_goes_to_the_status_line(served: tuple[int, Probe]) -> Non
     assert response.getheader(REASON) is None
 
 
-def test_sendfile_header_serves_the_file(served: tuple[int, Probe]) -> None:
-    response = request(served[0], "GET", "/sendfile")
+def test_pathsend_serves_the_file(served: tuple[int, Probe]) -> None:
+    response = request(served[0], "GET", "/pathsend")
     assert response.status == 200
     assert response.data == bytes(range(256)) * 4096
-    assert response.getheader(SENDFILE) is None
 
 
 def test_work_after_the_response_runs(served: tuple[int, Probe]) -> None:
