@@ -38,6 +38,7 @@ TREE = 30
 LARGE_MIB = 1000
 USER, READ, WRITE = "bench", "bench-read", "bench-write"
 CONNECTIONS = 16
+ROUNDS = 3  # tree installs and downloads: the median of this many
 
 
 # -- the corpus ------------------------------------------------------------------------
@@ -414,10 +415,13 @@ def upload_many(
 # -- measurements -------------------------------------------------------------------------
 
 
-def wrk(url: str, headers: list[str], seconds: int = 8) -> tuple[float, float]:
-    """(requests per second, p50 latency in ms) with CONNECTIONS connections."""
+def wrk(
+    url: str, headers: list[str], seconds: int = 8, connections: int = CONNECTIONS
+) -> tuple[float, float]:
+    """(requests per second, p50 latency in ms) with ``connections`` connections."""
+    threads = min(2, connections)
     done = subprocess.run(
-        ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", *headers, url],
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", *headers, url],
         capture_output=True,
         text=True,
         check=True,
@@ -435,6 +439,34 @@ def timed(command: list[str], env: dict[str, str] | None = None) -> float:
     return time.monotonic() - started
 
 
+def median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def reset_peak_rss(pid: int) -> float:
+    """Resets the process's VmHWM to its current RSS (Linux: clear_refs 5); returns it."""
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    return peak_rss_mb(pid)
+
+
+def install_tree(tool: str, server: Server, work: Path, env: dict[str, str]) -> float:
+    """Seconds for pip or uv to install the 30-project tree into an empty target, with
+    no cache."""
+    target = work / f"target-{server.name}"
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.rmtree(work / "uv-cache", ignore_errors=True)
+    if tool == "pip":
+        command = [sys.executable, "-m", "pip", "install", "--no-cache-dir"]
+    else:
+        uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
+        command = [uv, "pip", "install", "--python", sys.executable, "--no-cache"]
+    command += ["--index-url", server.index_with_auth(), "--target", str(target), "tree-00"]
+    seconds = timed(command, env)
+    shutil.rmtree(target, ignore_errors=True)
+    return seconds
+
+
 def measure(server: Server, work: Path, big: Path | None) -> dict[str, str]:
     figures: dict[str, str] = {}
     headers = server.header()
@@ -442,48 +474,15 @@ def measure(server: Server, work: Path, big: Path | None) -> dict[str, str]:
     figures["cold start, s"] = f"{server.cold_start:.2f}"
     rate, _ = wrk(server.index + "bench-project-42/", headers)
     figures["GET /simple/<project>/ req/s"] = f"{rate:.0f}"
+    _, p50 = wrk(server.index, headers, seconds=5, connections=1)
+    figures["GET /simple/ p50 ms, 1 client"] = f"{p50:.2f}"
     _, p50 = wrk(server.index, headers)
-    figures["GET /simple/ p50 ms"] = f"{p50:.2f}"
+    figures[f"GET /simple/ p50 ms, {CONNECTIONS} clients"] = f"{p50:.2f}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
     env.update(PIP_CONFIG_FILE=os.devnull, UV_NO_CONFIG="1", UV_CACHE_DIR=str(work / "uv-cache"))
-    target = work / f"target-{server.name}"
-    shutil.rmtree(target, ignore_errors=True)
-    pip = timed(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--no-cache-dir",
-            "--index-url",
-            server.index_with_auth(),
-            "--target",
-            str(target),
-            "tree-00",
-        ],
-        env,
-    )
-    shutil.rmtree(target, ignore_errors=True)
-    shutil.rmtree(work / "uv-cache", ignore_errors=True)
-    uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
-    uvt = timed(
-        [
-            uv,
-            "pip",
-            "install",
-            "--python",
-            sys.executable,
-            "--no-cache",
-            "--index-url",
-            server.index_with_auth(),
-            "--target",
-            str(target),
-            "tree-00",
-        ],
-        env,
-    )
-    shutil.rmtree(target, ignore_errors=True)
-    figures["pip / uv install, 30-project tree, s"] = f"{pip:.2f} / {uvt:.2f}"
+    for tool in ("pip", "uv"):
+        seconds = median([install_tree(tool, server, work, env) for _ in range(ROUNDS)])
+        figures[f"{tool} install, 30-project tree, s"] = f"{seconds:.2f}"
     if server.upload is not None:
         small = work / f"small-{server.name}"
         shutil.rmtree(small, ignore_errors=True)
@@ -499,24 +498,29 @@ def measure(server: Server, work: Path, big: Path | None) -> dict[str, str]:
         figures["small wheel uploads/s, basic auth"] = f"{len(wheels) / seconds:.1f}"
     if big is not None:
         if server.upload is not None:
-            before = peak_rss_mb(server.pid)
+            before = reset_peak_rss(server.pid)
             auth = (USER, WRITE) if server.name != "pypiserver" else ("writer", WRITE)
             seconds = upload_many(server.upload, auth, [big], workers=1)
-            figures["upload 1000 MiB, s (peak RSS MB)"] = (
-                f"{seconds:.1f} ({peak_rss_mb(server.pid):.0f})"
+            peak = peak_rss_mb(server.pid)
+            figures["upload 1000 MiB, MB/s (peak RSS MB, growth)"] = (
+                f"{big.stat().st_size / 1e6 / seconds:.0f} ({peak:.0f}, +{peak - before:.0f})"
             )
-            del before
             url = file_link(server, "big-wheel", big.name)
         else:
             (work / "big").mkdir(exist_ok=True)
             with contextlib.suppress(FileExistsError):
                 os.link(big, work / "big" / big.name)
             url = server.index.replace("/simple/", "/big/") + big.name
-        started = time.monotonic()
-        subprocess.run(["curl", "-sfL", "-o", "/dev/null", *headers, url], check=True)
-        seconds = time.monotonic() - started
-        figures["download 1000 MiB, MB/s (peak RSS MB)"] = (
-            f"{big.stat().st_size / 1e6 / seconds:.0f} ({peak_rss_mb(server.pid):.0f})"
+        subprocess.run(["curl", "-sfL", "-o", "/dev/null", *headers, url], check=True)  # warm
+        before = reset_peak_rss(server.pid)
+        rates = []
+        for _ in range(ROUNDS):
+            started = time.monotonic()
+            subprocess.run(["curl", "-sfL", "-o", "/dev/null", *headers, url], check=True)
+            rates.append(big.stat().st_size / 1e6 / (time.monotonic() - started))
+        peak = peak_rss_mb(server.pid)
+        figures["download 1000 MiB, MB/s (peak RSS MB, growth)"] = (
+            f"{median(rates):.0f} ({peak:.0f}, +{peak - before:.0f})"
         )
     return figures
 
