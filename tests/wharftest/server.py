@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -101,7 +102,22 @@ class WharfServer:
         return f"http://{user}:{password}@{host}{prefix}"
 
     def log_text(self) -> str:
-        return self.log_path.read_text()
+        """The server's log, with every line of the requests answered so far: the server
+        writes its log from a thread of its own, a moment later. A marker request goes
+        last; once its access-log line is there, all earlier lines are."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.log_path.read_text()
+        marker = f"/log-marker-{uuid.uuid4().hex}"
+        try:
+            requests.get(self.url.rstrip("/") + marker, timeout=10)
+        except requests.ConnectionError:  # not serving (stopping): nothing more will come
+            return self.log_path.read_text()
+        deadline = time.monotonic() + 10
+        while marker not in (text := self.log_path.read_text()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the server never logged {marker}")
+            time.sleep(0.02)
+        return text
 
     def pid_status(self, field: str) -> int:
         """A field of /proc/<pid>/status in kB (e.g. VmHWM, the peak RSS)."""
