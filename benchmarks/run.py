@@ -313,16 +313,21 @@ def start_devpi(work: Path, corpus: Path, limit: int) -> Server:
             check=True,
             capture_output=True,
         )
-        wheels = sorted(corpus.glob("*.whl"))
-        tree = [w for w in wheels if w.name.startswith("tree_")]
-        chosen = (
-            tree
-            + [w for w in wheels if not w.name.startswith("tree_")][: max(0, limit - len(tree))]
-        )
+    wheels = sorted(corpus.glob("*.whl"))
+    tree = [w for w in wheels if w.name.startswith("tree_")]
+    chosen = (
+        tree + [w for w in wheels if not w.name.startswith("tree_")][: max(0, limit - len(tree))]
+    )
+    # Resumable: a later run with a larger --devpi-files uploads only what is missing.
+    present = {path.name for path in (serverdir / "+files").rglob("*.whl")}
+    missing = [w for w in chosen if w.name not in present]
+    if missing:
         print(
-            f"  loading {len(chosen)} of {len(wheels)} wheels into devpi (uploads)...", flush=True
+            f"  loading {len(missing)} more of {len(wheels)} wheels into devpi (uploads; "
+            f"{len(chosen) - len(missing)} there already)...",
+            flush=True,
         )
-        upload_many(base + f"/{USER}/dev/", (USER, WRITE), chosen)
+        upload_many(base + f"/{USER}/dev/", (USER, WRITE), missing)
     return Server("devpi", url, base + f"/{USER}/dev/", (USER, WRITE), process.pid, cold, process)
 
 
