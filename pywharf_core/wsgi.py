@@ -192,7 +192,8 @@ class _Exchange:
     def _failed(self, message: dict[str, Any] | None) -> Iterable[bytes]:
         """The app ended (or sent nonsense) before starting a response."""
         assert self.task is not None
-        error = self.task.exception() if self.task.done() else None
+        finished = self.task.done() and not self.task.cancelled()
+        error = self.task.exception() if finished else None
         if error is None:
             error = RuntimeError(f"the ASGI app sent {message!r} before a response start")
         log.error("the app failed before responding", exc_info=error)
