@@ -390,6 +390,12 @@ def upload_many(
     import requests
 
     def one(wheel: Path) -> int:
+        try:
+            return post(wheel)
+        except requests.ConnectionError:  # the server dropped the connection: a failure
+            return 0
+
+    def post(wheel: Path) -> int:
         name, version = wheel.name.split("-")[:2]
         with wheel.open("rb") as handle:
             response = requests.post(
@@ -411,9 +417,13 @@ def upload_many(
     started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         statuses = list(pool.map(one, wheels))
-    bad = [s for s in statuses if s >= 300]
+    bad = [s for s in statuses if s >= 300 or s == 0]
     if bad:
-        print(f"  warning: {len(bad)} uploads answered {sorted(set(bad))}", flush=True)
+        print(
+            f"  warning: {len(bad)} of {len(wheels)} uploads failed "
+            f"(statuses {sorted(set(bad))}; 0: connection dropped)",
+            flush=True,
+        )
     return time.monotonic() - started
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from dataclasses import dataclass, replace
 from typing import Any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileRecord:
     """One distribution file in a repository.
 
@@ -59,9 +60,13 @@ class FileRecord:
     def from_dict(cls, data: dict[str, Any]) -> FileRecord:
         """Inverse of ``to_dict``; unknown keys are ignored so newer writers stay readable."""
         yanked = data.get("yanked", False)
+        filename = str(data["filename"])
+        backend_ref = str(data.get("backend_ref", ""))
         return cls(
-            project=str(data["project"]),
-            filename=str(data["filename"]),
+            # A server holds every record: a project's name is one string for all its
+            # files, and a backend_ref equal to the filename is the filename's string.
+            project=sys.intern(str(data["project"])),
+            filename=filename,
             version=str(data["version"]),
             sha256=str(data["sha256"]),
             size=int(data["size"]),
@@ -69,5 +74,5 @@ class FileRecord:
             requires_python=data.get("requires_python") or None,
             yanked=None if yanked is False else ("" if yanked is True else str(yanked)),
             core_metadata_sha256=data.get("core_metadata_sha256") or None,
-            backend_ref=str(data.get("backend_ref", "")),
+            backend_ref=filename if backend_ref == filename else backend_ref,
         )

@@ -230,6 +230,7 @@ def _serve_uvicorn(
         log_config=None,
         access_log=False,
         lifespan="off",
+        ws="none",  # no WebSocket endpoints: do not load a WebSocket library
         proxy_headers=False,
         server_header=False,
     )
