@@ -226,6 +226,10 @@ def start_pypiserver(work: Path, corpus: Path) -> Server:
     packages = work / "pypiserver-packages"
     if not packages.exists():
         shutil.copytree(corpus, packages, copy_function=os.link)
+    # Without --overwrite (which also skips its existence check) pypiserver refuses a file
+    # it holds: remove the last run's 1000 MiB wheel so that each run uploads it afresh.
+    for old in packages.glob("big_wheel-*"):
+        old.unlink()
     htpasswd = work / "htpasswd"
     from_passlib = (
         f"from passlib.apache import HtpasswdFile; h = HtpasswdFile({str(htpasswd)!r}, new=True); "
@@ -436,12 +440,24 @@ def wrk(
     """(requests per second, p50 latency in ms) with ``connections`` connections."""
     threads = min(2, connections)
     done = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", *headers, url],
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--timeout",
+            "60s",  # wrk's default (2 s) would drop pypiserver's slow answers from the figures
+            "--latency",
+            *headers,
+            url,
+        ],
         capture_output=True,
         text=True,
         check=True,
     )
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", done.stdout).group(1))  # type: ignore[union-attr]
+    if re.search(r"\b0 requests in", done.stdout):  # not one answer within the run
+        return 0.0, float("nan")
     p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", done.stdout)
     assert p50 is not None
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p50.group(2)]
@@ -490,7 +506,7 @@ def measure(server: Server, work: Path, big: Path | None) -> dict[str, str]:
     rate, _ = wrk(server.index + "bench-project-42/", headers)
     figures["GET /simple/<project>/ req/s"] = f"{rate:.0f}"
     _, p50 = wrk(server.index, headers, seconds=5, connections=1)
-    figures["GET /simple/ p50 ms, 1 client"] = f"{p50:.2f}"
+    figures["GET /simple/ p50 ms, 1 client"] = "—" if p50 != p50 else f"{p50:.2f}"
     _, p50 = wrk(server.index, headers)
     figures[f"GET /simple/ p50 ms, {CONNECTIONS} clients"] = f"{p50:.2f}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
