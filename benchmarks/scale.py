@@ -132,7 +132,7 @@ def main() -> None:
             process.terminate()
             process.wait()
             rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-            p50 = re.search(r"50%\s+(\S+)", out).group(1)  # type: ignore[union-attr]
+            p50 = re.search(r"^\s*50%\s+(\S+)", out, re.M).group(1)  # type: ignore[union-attr]
             index_mb = (storage / "index.toml").stat().st_size / 1e6
             rows.append((files, indexing, index_mb, first, restart, idle, rate, p50))
             shutil.rmtree(work, ignore_errors=True)
