@@ -21,7 +21,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import free_port, rss_mb, wheel_bytes  # the same helpers as the side-by-side run
+from run import (  # the same helpers as the side-by-side run
+    free_port,
+    rss_mb,
+    wait_until_up,
+    wheel_bytes,
+)
 
 PER_PROJECT = 4
 TOKEN = base64.b64encode(b"scale:scale-read").decode()
@@ -50,27 +55,8 @@ def start(work: Path, server: str) -> tuple[subprocess.Popen[bytes], str, float]
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}/simple/"
-    while True:
-        done = subprocess.run(
-            [
-                "curl",
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "-H",
-                f"Authorization: Basic {TOKEN}",
-                url + "scale-project-1/",
-            ],
-            capture_output=True,
-            text=True,
-        )
-        if done.stdout == "200":
-            return process, url, time.monotonic() - started
-        if time.monotonic() - started > 300:
-            raise RuntimeError("the server did not start")
-        time.sleep(0.02)
+    header = ["-H", f"Authorization: Basic {TOKEN}"]
+    return process, url, wait_until_up(url + "scale-project-1/", header, started, timeout=300)
 
 
 def main() -> None:

@@ -12,7 +12,6 @@ name) and ``/r/<repo>/simple/`` (username free, the password decides)::
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -178,55 +177,51 @@ async def download(request: Request) -> Response:
     snapshot = repo.index.snapshot
     # Only names in the index are served: a URL never becomes a storage path.
     record = snapshot.find(project, filename)
-    whole_get = request.method == "GET" and "range" not in request.headers
     if record is not None:
-        opened = await run_blocking(_open, repo.backend.open_file, record, whole_get)
-        return _file_response(request, opened, media_type_for(filename), f'"{record.sha256}"')
+        etag = f'"{record.sha256}"'
+        return await _serve(request, repo.backend.open_file, record, media_type_for(filename), etag)
     if filename.endswith(METADATA_SUFFIX):
         record = snapshot.find(project, filename.removesuffix(METADATA_SUFFIX))
         if record is not None and record.core_metadata_sha256:
-            opened = await run_blocking(_open, repo.backend.open_metadata, record, whole_get)
             etag = f'"{record.core_metadata_sha256}"'
-            return _file_response(request, opened, "text/plain; charset=utf-8", etag)
+            return await _serve(
+                request, repo.backend.open_metadata, record, "text/plain; charset=utf-8", etag
+            )
     raise HTTPException(404, f"File {filename!r} is not in this repository")
 
 
-def _open(
-    opener: Callable[[FileRecord], OpenedFile], record: FileRecord, read_small: bool
-) -> OpenedFile | bytes | tuple[LocalFile, os.stat_result]:
-    """The backend's answer. A local file comes with its stat (FileResponse would take a
-    worker-thread hop for it), and a whole small one as its bytes, read in this same hop
-    (FileResponse would take several: open, read, close)."""
-    opened = opener(record)
-    if isinstance(opened, LocalFile):
-        with opened.path.open("rb") as handle:
-            stat = os.fstat(handle.fileno())
-            if read_small and stat.st_size <= SMALL_FILE:
-                return handle.read()
-        return opened, stat
-    return opened
-
-
-def _file_response(
+async def _serve(
     request: Request,
-    opened: OpenedFile | bytes | tuple[LocalFile, os.stat_result],
+    opener: Callable[[FileRecord], OpenedFile],
+    record: FileRecord,
     media_type: str,
     etag: str,
 ) -> Response:
     headers = {"Cache-Control": FILE_CACHE_CONTROL, "ETag": etag}
-    if isinstance(opened, bytes | tuple) and etag_matches(
-        request.headers.get("if-none-match"), etag
-    ):
+    if etag_matches(request.headers.get("if-none-match"), etag):  # the backend is not asked
         return Response(status_code=304, headers=headers)
-    if isinstance(opened, bytes):
-        return Response(opened, headers=headers, media_type=media_type)
-    if isinstance(opened, tuple):
+    whole_get = request.method == "GET" and "range" not in request.headers
+    return await run_blocking(_answer, opener, record, media_type, headers, whole_get)
+
+
+def _answer(
+    opener: Callable[[FileRecord], OpenedFile],
+    record: FileRecord,
+    media_type: str,
+    headers: dict[str, str],
+    whole_get: bool,
+) -> Response:
+    """The backend's answer made a response, in one worker-thread hop (or in place): a
+    local file's stat is taken here (FileResponse would hop for it), and a whole small
+    file is read here too (FileResponse would hop to open, read and close it)."""
+    opened = opener(record)
+    if isinstance(opened, LocalFile):
+        stat = opened.path.stat()
+        if whole_get and stat.st_size <= SMALL_FILE:
+            return Response(opened.path.read_bytes(), headers=headers, media_type=media_type)
         # Where the server offers http.response.pathsend (pywharf's waitress adapter),
         # FileResponse hands the whole file over to it instead of reading it in chunks.
-        local, stat = opened
-        return _FileResponse(local.path, media_type=media_type, headers=headers, stat_result=stat)
-    if isinstance(opened, LocalFile):  # _open pairs local files with their stat
-        return _FileResponse(opened.path, media_type=media_type, headers=headers)
+        return _FileResponse(opened.path, media_type=media_type, headers=headers, stat_result=stat)
     if isinstance(opened, RedirectTo):
         return RedirectResponse(opened.url, status_code=302)
     return _stream(opened, media_type, headers)
