@@ -37,13 +37,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import waitress
 from a2wsgi import ASGIMiddleware
 from openapi_schema_validator import OAS30Validator
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+from wharftest.inprocess import ThreadedWaitress
 
 HERE = Path(__file__).parent / "github_api"
 SPEC = json.loads((HERE / "openapi.json").read_text())
@@ -157,20 +157,15 @@ class GitHubStandIn:
 
     # -- serving ----------------------------------------------------------------------------
     def start(self) -> GitHubStandIn:
-        self._server = waitress.create_server(
-            ASGIMiddleware(self.app()),
-            host="127.0.0.1",
-            port=0,
-            threads=8,
-            clear_untrusted_proxy_headers=False,
+        self._server = ThreadedWaitress(
+            ASGIMiddleware(self.app()), threads=8, clear_untrusted_proxy_headers=False
         )
-        self.url = f"http://127.0.0.1:{self._server.effective_port}"
-        threading.Thread(target=self._server.run, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self._server.port}"
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.close()
+            self._server.stop()
 
     def app(self) -> Starlette:
         api = "/repos/{owner}/{repo}"

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import waitress
+from wharftest.inprocess import ThreadedWaitress
 
 from pywharf_core.wsgi import ClientDisconnected, ThreadLoopAdapter, run_blocking
 
@@ -83,11 +83,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Prob
     tmp.write_bytes(bytes(range(256)) * 4096)  # 1 MiB
     probe = Probe(str(tmp))
     adapter = ThreadLoopAdapter(probe, reason_header=REASON)
-    server = waitress.create_server(adapter, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    yield server.effective_port, probe  # type: ignore[union-attr]
-    server.close()
+    server = ThreadedWaitress(adapter, threads=4)
+    yield server.port, probe
+    server.stop()
 
 
 def request(port: int, method: str, path: str, body: bytes | None = None) -> Any:
