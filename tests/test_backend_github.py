@@ -9,7 +9,6 @@ import http.server
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ import pytest
 from githubstub import GitHubStandIn
 from pywharf_backends.github import GitHubBackend, GitHubConfig
 from wharftest import clients
+from wharftest.cli import pywharf
 from wharftest.server import WharfServer, get, upload_file, wait_for
 
 from pywharf_core.backend import Access
@@ -108,27 +108,19 @@ def start(team: Team, start_server, tmp_path: Path) -> WharfServer:
 
 
 def update_index(team: Team) -> str:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pywharf_core",
-            "update_index",
-            "github",
-            "gh",
-            "--secret_env",
-            "WHARF_GH_TOKEN",
-            "--owner",
-            "acme",
-            "--repo",
-            team.repo,
-            "--base_url",
-            team.github.url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "WHARF_GH_TOKEN": team.admin},
+    result = pywharf(
+        "update_index",
+        "github",
+        "gh",
+        "--secret_env",
+        "WHARF_GH_TOKEN",
+        "--owner",
+        "acme",
+        "--repo",
+        team.repo,
+        "--base_url",
+        team.github.url,
+        env={"WHARF_GH_TOKEN": team.admin},
     )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
@@ -239,31 +231,23 @@ def test_init_pkg_repo_and_gen_gh_pages(
     token = github.add_token("maker")
     github.orgs.add("acme-org")
     env = {**os.environ, "MAKER_TOKEN": token}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pywharf_core",
-            "github.init_pkg_repo",
-            "--name",
-            "team",
-            "--owner",
-            "maker",
-            "--repo",
-            "my-index",
-            "--token_env",
-            "MAKER_TOKEN",
-            "--branch",
-            "index",
-            "--pywharf_version",
-            "0.3.0",
-            "--enable_gh_pages",
-            "--base_url",
-            github.url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = pywharf(
+        "github.init_pkg_repo",
+        "--name",
+        "team",
+        "--owner",
+        "maker",
+        "--repo",
+        "my-index",
+        "--token_env",
+        "MAKER_TOKEN",
+        "--branch",
+        "index",
+        "--pywharf_version",
+        "0.3.0",
+        "--enable_gh_pages",
+        "--base_url",
+        github.url,
         env=env,
     )
     assert result.returncode == 0, result.stderr
@@ -276,26 +260,18 @@ def test_init_pkg_repo_and_gen_gh_pages(
     assert 'PYWHARF_REPO_NAME: "team"' in workflow and 'PYWHARF_INDEX_BRANCH: "index"' in workflow
     assert ("main", ".github/workflows/pywharf-gh-pages.yml") in repo.files
     assert repo.files[("index", "index.toml")].startswith(b"format_version = 1")
-    for_org = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pywharf_core",
-            "github.init_pkg_repo",
-            "--name",
-            "team",
-            "--owner",
-            "acme-org",
-            "--repo",
-            "org-index",
-            "--token_env",
-            "MAKER_TOKEN",
-            "--base_url",
-            github.url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    for_org = pywharf(
+        "github.init_pkg_repo",
+        "--name",
+        "team",
+        "--owner",
+        "acme-org",
+        "--repo",
+        "org-index",
+        "--token_env",
+        "MAKER_TOKEN",
+        "--base_url",
+        github.url,
         env=env,
     )
     assert for_org.returncode == 0, for_org.stderr
@@ -319,30 +295,22 @@ def test_init_pkg_repo_and_gen_gh_pages(
     staged.path.unlink()
     assert update_index(backend).changed
     site = tmp_path / "site"
-    pages = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pywharf_core",
-            "github.gen_gh_pages",
-            "--name",
-            "team",
-            "--owner",
-            "maker",
-            "--repo",
-            "my-index",
-            "--token_env",
-            "MAKER_TOKEN",
-            "--branch",
-            "index",
-            "--output_folder",
-            str(site),
-            "--base_url",
-            github.url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    pages = pywharf(
+        "github.gen_gh_pages",
+        "--name",
+        "team",
+        "--owner",
+        "maker",
+        "--repo",
+        "my-index",
+        "--token_env",
+        "MAKER_TOKEN",
+        "--branch",
+        "index",
+        "--output_folder",
+        str(site),
+        "--base_url",
+        github.url,
         env=env,
     )
     assert pages.returncode == 0, pages.stderr

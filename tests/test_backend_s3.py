@@ -5,8 +5,6 @@ and S3 going away."""
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -20,6 +18,7 @@ from moto.server import ThreadedMotoServer
 from pywharf_backends.s3 import S3Backend, S3Config
 from pywharf_backends.s3.storage import create
 from wharftest import clients
+from wharftest.cli import pywharf
 from wharftest.distbuilder import build_wheel, filler
 from wharftest.server import WharfServer, get, upload_file, wait_for
 
@@ -108,24 +107,16 @@ def s3_server(
 
 
 def update_index(endpoint: str, bucket: str) -> str:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pywharf_core",
-            "update_index",
-            "s3",
-            "cloud",
-            "--secret",
-            KEYS,
-            "--bucket",
-            bucket,
-            "--endpoint_url",
-            endpoint,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = pywharf(
+        "update_index",
+        "s3",
+        "cloud",
+        "--secret",
+        KEYS,
+        "--bucket",
+        bucket,
+        "--endpoint_url",
+        endpoint,
     )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
@@ -262,22 +253,15 @@ def test_s3_gone_means_503_and_the_last_good_index(start_server, tmp_path: Path,
 def test_admin_secret_must_be_a_key_pair(tmp_path: Path, moto_url: str, bucket: str) -> None:
     config, secret = write_config(tmp_path, moto_url, bucket)
     secret.write_text('[cloud]\ntype = "s3"\nraw = "no-colon-here"\n')
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pywharf_core",
-            "server",
-            str(tmp_path / "root"),
-            "--config",
-            str(config),
-            "--admin_secret",
-            str(secret),
-            "--port",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
+    result = pywharf(
+        "server",
+        str(tmp_path / "root"),
+        "--config",
+        str(config),
+        "--admin_secret",
+        str(secret),
+        "--port",
+        "0",
         timeout=60,
     )
     assert result.returncode == 2

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 import stat
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from wharftest import clients
+from wharftest.cli import pywharf
 from wharftest.server import WharfServer, get
 
 SEED_FLAGS = [
@@ -24,16 +23,6 @@ SEED_FLAGS = [
     "--host",
     "--port",
 ]
-
-
-def pywharf(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pywharf_core", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def test_help_lists_every_seed_flag() -> None:

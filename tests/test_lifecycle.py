@@ -7,8 +7,6 @@ import contextlib
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -16,18 +14,9 @@ from pathlib import Path
 import pytest
 import requests
 from wharftest import clients
+from wharftest.cli import pywharf
 from wharftest.distbuilder import build_sdist, build_wheel, filler
 from wharftest.server import get, upload_file, wait_for
-
-
-def pywharf(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pywharf_core", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def shared_config(tmp_path: Path, storage: Path, interval: int = 1) -> Path:

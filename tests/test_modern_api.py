@@ -6,9 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,6 +16,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 from wharftest import clients
+from wharftest.cli import pywharf
 from wharftest.distbuilder import build_wheel
 from wharftest.server import WharfServer, get, upload_file
 
@@ -266,23 +265,16 @@ def test_yank_over_http_then_installers_skip_unless_pinned(
 def test_yank_from_the_cli_survives_a_restart(two_versions, tmp_path: Path) -> None:
     server, _old, new = two_versions
     env = {"WHARF_WRITE": server.write_secret}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pywharf_core",
-            "yank",
-            server.url + "r/local/simple/",
-            new.filename,
-            "--reason",
-            "use 1.0",
-            "--secret_env",
-            "WHARF_WRITE",
-        ],
-        capture_output=True,
-        text=True,
+    result = pywharf(
+        "yank",
+        server.url + "r/local/simple/",
+        new.filename,
+        "--reason",
+        "use 1.0",
+        "--secret_env",
+        "WHARF_WRITE",
+        env=env,
         timeout=60,
-        env={**os.environ, **env},
     )
     assert result.returncode == 0, result.stderr
     assert "yanked (use 1.0)" in result.stdout
@@ -291,21 +283,14 @@ def test_yank_from_the_cli_survives_a_restart(two_versions, tmp_path: Path) -> N
     try:
         page = get(restarted, "simple/yank-me/", auth=("local", restarted.read_secret)).text
         assert 'data-yanked="use 1.0"' in page
-        wrong = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pywharf_core",
-                "unyank",
-                restarted.url + "simple/",
-                new.filename,
-                "--repo",
-                "local",
-                "--secret",
-                "nope",
-            ],
-            capture_output=True,
-            text=True,
+        wrong = pywharf(
+            "unyank",
+            restarted.url + "simple/",
+            new.filename,
+            "--repo",
+            "local",
+            "--secret",
+            "nope",
             timeout=60,
         )
         assert wrong.returncode == 2

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import subprocess
-import sys
 from pathlib import Path
 
 import requests
 from wharftest import clients
+from wharftest.cli import pywharf
 from wharftest.distbuilder import build_wheel
 from wharftest.server import get, upload_file
 
@@ -57,21 +56,6 @@ def test_clients_against_uvicorn(
 
 
 def test_unknown_server_is_refused(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pywharf_core",
-            "server",
-            str(tmp_path),
-            "--server",
-            "gunicorn",
-            "--port",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = pywharf("server", str(tmp_path), "--server", "gunicorn", "--port", "0", timeout=60)
     assert result.returncode == 2
     assert "--server must be waitress or uvicorn" in result.stderr
