@@ -1,11 +1,12 @@
-"""The pywharf ASGI application: routes, middleware, and the one place where pywharf
-errors become HTTP statuses."""
+"""The pywharf ASGI application: routes, middleware, and the one table that turns
+pywharf's errors into HTTP responses."""
 
 from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
 from urllib.parse import quote
 
 from starlette.applications import Starlette
@@ -16,18 +17,27 @@ from starlette.routing import Mount, Route
 
 from . import ops, views, web
 from .errors import (
+    AccessDenied,
+    AuthRequired,
+    BackendError,
     BackendUnavailable,
+    BadRequest,
     ConfigError,
     FileExists,
     FileMissing,
+    FileTooLarge,
+    InitializeRefused,
+    LoginRequired,
+    NotAcceptable,
+    NotFound,
+    NotPermitted,
     NotSupported,
     PywharfError,
     UploadRejected,
 )
-from .negotiation import JSON_V1, TEXT_HTML, NotAcceptable
+from .negotiation import JSON_V1, TEXT_HTML
 from .proxy import ProxyHeadersMiddleware
 from .repository import Repositories, Repository
-from .runtime import InitializeRefused
 from .sessions import SessionSigner
 
 log = logging.getLogger(__name__)
@@ -46,6 +56,7 @@ def create_app(
     trusted_proxies: Iterable[str] = (),
     session_key: str | None = None,
     session_lifetime: int = 12 * 3600,
+    runtime: Any = None,
 ) -> Starlette:
     """The pywharf ASGI application serving ``repositories``.
 
@@ -55,6 +66,8 @@ def create_app(
     ``-Host`` and ``-Prefix`` headers are believed.
     ``session_key``: signs browser sessions; without it a random one (sessions then end
     with the process; ``pywharf server`` keeps one under ROOT).
+    ``runtime``: the ``Runtime`` that takes ``POST /initialize/``; without it the
+    configuration is fixed (404 there).
     """
     simple_routes = [
         Route("/", views.list_or_upload, methods=["GET", "POST"]),
@@ -85,18 +98,12 @@ def create_app(
             Middleware(ProxyHeadersMiddleware, trusted=tuple(trusted_proxies)),
             Middleware(ops.ObservabilityMiddleware, metrics=metrics),
         ],
-        exception_handlers={
-            views.AuthRequired: _auth_required,
-            views.LoginRequired: _login_required,
-            views.NotPermitted: _not_permitted,
-            NotAcceptable: _not_acceptable,
-            PywharfError: _pywharf_error,
-            ClientDisconnect: _client_disconnect,
-        },
+        exception_handlers=dict(ERROR_RESPONSES),
     )
     app.state.repositories = state
     app.state.sessions = SessionSigner(session_key or secrets.token_hex(32), session_lifetime)
     app.state.metrics = metrics
+    app.state.runtime = runtime
     # Read at scrape time: the served repositories may be replaced while running.
     metrics.watch(lambda: app.state.repositories)
     app.state.extra_index_url = extra_index_url.rstrip("/") + "/" if extra_index_url else None
@@ -111,7 +118,7 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 
 
 async def _auth_required(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, views.AuthRequired)
+    assert isinstance(exc, AuthRequired)
     realm = exc.realm.replace('"', "")
     return error_response(
         401,
@@ -127,11 +134,6 @@ async def _login_required(request: Request, exc: Exception) -> Response:
     return RedirectResponse(login, status_code=303)
 
 
-async def _not_permitted(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, views.NotPermitted)
-    return error_response(403, exc.message)
-
-
 async def _not_acceptable(request: Request, exc: Exception) -> Response:
     return error_response(
         406,
@@ -144,26 +146,65 @@ async def _client_disconnect(request: Request, exc: Exception) -> Response:
     return error_response(400, "The client closed the connection before the body was complete")
 
 
-async def _pywharf_error(request: Request, exc: Exception) -> Response:
-    if isinstance(exc, FileExists):
-        return error_response(409, f"File already exists: {exc.filename} (with other content)")
-    if isinstance(exc, UploadRejected):
-        return error_response(exc.status, exc.message)
-    if isinstance(exc, NotSupported):
-        return error_response(405, str(exc))
-    if isinstance(exc, InitializeRefused):
-        return error_response(403, str(exc))
-    if isinstance(exc, ConfigError):  # a posted configuration; the old one stays in force
-        return error_response(400, f"Configuration refused, nothing changed: {exc}")
-    if isinstance(exc, FileMissing):
-        log.error("%s", exc)
-        return error_response(404, str(exc))
-    if isinstance(exc, BackendUnavailable):
-        log.warning("backend unavailable: %s", exc)
-        return error_response(
-            503,
-            "The storage backend is unavailable; try again later",
-            {"Retry-After": str(exc.retry_after)},
-        )
+async def _file_exists(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, FileExists)
+    return error_response(409, f"File already exists: {exc.filename} (with other content)")
+
+
+async def _config_error(request: Request, exc: Exception) -> Response:
+    # A posted configuration; the old one stays in force.
+    return error_response(400, f"Configuration refused, nothing changed: {exc}")
+
+
+async def _file_missing(request: Request, exc: Exception) -> Response:
+    # The index names a file the storage no longer holds: worth an operator's look.
+    log.error("%s", exc)
+    return error_response(404, str(exc))
+
+
+async def _backend_unavailable(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, BackendUnavailable)
+    log.warning("backend unavailable: %s", exc)
+    return error_response(
+        503,
+        "The storage backend is unavailable; try again later",
+        {"Retry-After": str(exc.retry_after)},
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
     log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "Internal server error; the server log has the details")
+
+
+def _with_status(status: int) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """A handler answering ``status`` with the exception's own message."""
+
+    async def handler(request: Request, exc: Exception) -> Response:
+        return error_response(status, getattr(exc, "message", None) or str(exc))
+
+    return handler
+
+
+#: Every error class pywharf raises on purpose, and its answer. Starlette picks the entry
+#: of the nearest class in the exception's MRO, so a subclass inherits its base's answer.
+ERROR_RESPONSES: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
+    PywharfError: _unexpected,
+    ConfigError: _config_error,
+    InitializeRefused: _with_status(403),
+    UploadRejected: _with_status(400),
+    FileTooLarge: _with_status(413),
+    BadRequest: _with_status(400),
+    NotFound: _with_status(404),
+    AuthRequired: _auth_required,
+    LoginRequired: _login_required,
+    NotPermitted: _with_status(403),
+    NotAcceptable: _not_acceptable,
+    BackendError: _unexpected,
+    FileExists: _file_exists,
+    FileMissing: _file_missing,
+    AccessDenied: _unexpected,
+    BackendUnavailable: _backend_unavailable,
+    NotSupported: _with_status(405),
+    ClientDisconnect: _client_disconnect,
+}

@@ -146,6 +146,15 @@ def commands() -> dict[str, Callable[..., Any]]:
 ENV_PREFIX = "PYWHARF_COMMAND"
 
 
+def waitress_flags() -> set[str]:
+    """waitress's settings: the public class attributes of its ``Adjustments``."""
+    return {
+        name
+        for name, value in vars(Adjustments).items()
+        if not name.startswith("_") and not callable(value) and not isinstance(value, classmethod)
+    }
+
+
 def environment_args(
     environ: Mapping[str, str], table: Mapping[str, Callable[..., Any]]
 ) -> list[str]:
@@ -164,7 +173,7 @@ def environment_args(
     flags = {p.name for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD} - set(positional)
     open_ended = any(p.kind is p.VAR_KEYWORD for p in parameters)
     if command == "server":  # its extra flags go to waitress: only waitress's own are valid
-        flags |= {name for name, _ in Adjustments._params}
+        flags |= waitress_flags()
         open_ended = False
     args = [command]
     for name in positional:

@@ -4,21 +4,30 @@
 
     PywharfError
     ├── ConfigError              a config or secret file is wrong (names file, table, key)
+    ├── IndexFileError           the remote index file cannot be read
+    ├── InitializeRefused        POST /initialize/ without the proof it needs
     ├── BackendError             raised by backends; translated from their client libraries
     │   ├── FileExists           create-only write refused: the filename is taken
     │   ├── FileMissing          the file is not in storage
     │   ├── AccessDenied         the backend refused the credentials it was given
-    │   ├── BackendUnavailable   the remote cannot be reached now (503 + Retry-After)
+    │   ├── BackendUnavailable   the remote cannot be reached now
     │   ├── IndexConflict        the remote index moved since it was read
-    │   └── NotSupported         the backend does not offer this optional operation (405)
-    └── UploadRejected           the client's upload is wrong (400 unless said otherwise)
-        ├── InvalidFilename
-        ├── InvalidMetadata
-        ├── DigestMismatch
-        └── FileTooLarge         (413)
+    │   └── NotSupported         the backend does not offer this optional operation
+    ├── UploadRejected           the client's upload is wrong
+    │   ├── InvalidFilename
+    │   ├── InvalidMetadata
+    │   ├── DigestMismatch
+    │   └── FileTooLarge
+    ├── RequestRefused           who is asking may not do this
+    │   ├── AuthRequired         no (valid) credentials
+    │   ├── LoginRequired        a browser without a session: to the login page
+    │   └── NotPermitted         valid credentials, too little permission
+    ├── NotFound                 no such project or file in the repository
+    ├── BadRequest               a request the client must fix (not an upload)
+    └── NotAcceptable            nothing the client accepts can be served
 
-Exceptions carry fields, never data packed into text. Only the web layer
-(``pywharf_core.app``) turns them into HTTP responses.
+Exceptions carry fields, never data packed into text, and no HTTP status: the web layer
+(``pywharf_core.app``) maps each class to a response in one table.
 """
 
 from __future__ import annotations
@@ -61,6 +70,14 @@ class ConfigError(PywharfError):
         return f"{prefix}: {self.message}" if prefix else self.message
 
 
+class IndexFileError(PywharfError):
+    """The remote index file cannot be read."""
+
+
+class InitializeRefused(PywharfError):
+    """``POST /initialize/`` without the proof it needs."""
+
+
 class BackendError(PywharfError):
     """Base of the errors a backend raises."""
 
@@ -92,7 +109,7 @@ class AccessDenied(BackendError):
 
 
 class BackendUnavailable(BackendError):
-    """The backend's remote cannot be reached; retrying later may work."""
+    """The backend's remote cannot be reached; retrying after ``retry_after`` s may work."""
 
     def __init__(self, message: str, *, retry_after: int = 30) -> None:
         super().__init__(message)
@@ -112,9 +129,7 @@ class NotSupported(BackendError):
 
 
 class UploadRejected(PywharfError):
-    """An upload the client must fix. ``status`` is the HTTP status to answer."""
-
-    status = 400
+    """An upload the client must fix; ``message`` says what to fix."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -138,8 +153,51 @@ class DigestMismatch(UploadRejected):
 
 
 class FileTooLarge(UploadRejected):
-    status = 413
+    """More bytes than ``limit`` (the file, or ``what`` names another part)."""
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"File too large: this repository accepts files of at most {limit} bytes")
+    def __init__(self, limit: int, what: str = "files") -> None:
+        super().__init__(f"Too large: this repository accepts {what} of at most {limit} bytes")
         self.limit = limit
+        self.what = what
+
+
+class RequestRefused(PywharfError):
+    """Base of the refusals that depend on who is asking."""
+
+
+class AuthRequired(RequestRefused):
+    """No credentials, or wrong ones; ``realm`` goes into ``WWW-Authenticate``."""
+
+    def __init__(self, realm: str) -> None:
+        super().__init__(f"Authentication required for {realm!r}")
+        self.realm = realm
+
+
+class LoginRequired(RequestRefused):
+    """A browser without a session: sent to the login page, then back."""
+
+
+class NotPermitted(RequestRefused):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(PywharfError):
+    """No such project or file here; ``message`` names what was asked for."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(PywharfError):
+    """A request (not an upload) the client must fix."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotAcceptable(PywharfError):
+    """Nothing the client accepts can be served."""

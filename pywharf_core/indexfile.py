@@ -34,15 +34,11 @@ from typing import Any
 
 import rtoml
 
-from .errors import InvalidFilename, PywharfError
+from .errors import IndexFileError, InvalidFilename
 from .names import parse_dist_filename
 from .records import FileRecord
 
 FORMAT_VERSION = 1
-
-
-class IndexFileError(PywharfError):
-    """The remote index file cannot be read."""
 
 
 @dataclass(frozen=True)

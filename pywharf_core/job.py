@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .backend import Backend
-from .errors import IndexConflict
-from .indexfile import IndexFile, IndexFileError, dump_index, load_index
+from .errors import IndexConflict, IndexFileError
+from .indexfile import IndexFile, dump_index, load_index
 from .records import FileRecord
 
 log = logging.getLogger(__name__)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .errors import NotAcceptable
+
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 HTML_V1 = "application/vnd.pypi.simple.v1+html"
 TEXT_HTML = "text/html"
@@ -18,10 +20,6 @@ _NAMED = {
 _WILDCARDS = {"*/*": TEXT_HTML, "text/*": TEXT_HTML}
 #: Among equal q-values the server prefers, in this order:
 _PREFERENCE = (JSON_V1, HTML_V1, TEXT_HTML)
-
-
-class NotAcceptable(Exception):
-    """Nothing the client accepts can be served (406)."""
 
 
 def negotiate(accept: str | None, format_override: str | None = None) -> str:

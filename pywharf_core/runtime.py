@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .auth import AccessCache
 from .config import RepoConfig, parse_admin_secrets, parse_repo_configs, parse_toml
-from .errors import ConfigError, PywharfError
+from .errors import ConfigError, InitializeRefused
 from .files import replace_file
 from .repository import Repositories, Repository
 
@@ -34,10 +34,6 @@ class LoadedConfig:
     repos: dict[str, RepoConfig]
     admin_secrets: dict[str, str]
     embedded_default: bool
-
-
-class InitializeRefused(PywharfError):
-    """``/initialize/`` without the proof it needs (403)."""
 
 
 class SyncThread(threading.Thread):

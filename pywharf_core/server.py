@@ -162,6 +162,11 @@ def run_server(
     root_path.mkdir(parents=True, exist_ok=True)
     loaded = load_config(root_path, config, admin_secret, can_be_text)
     cache = AccessCache(int(auth_read_expires), int(auth_write_expires))
+
+    def publish(repositories: Repositories) -> None:
+        app.state.repositories = repositories
+
+    runtime = Runtime(root_path, cache, publish, initialize_secret=initialize_secret)
     app = create_app(
         {},
         debug=debug,
@@ -169,14 +174,9 @@ def run_server(
         trusted_proxies=(trusted_proxy or "").split(","),
         session_key=load_or_create_key(root_path, text_flag(session_key)),
         session_lifetime=int(session_expires),
+        runtime=runtime,
     )
-
-    def publish(repositories: Repositories) -> None:
-        app.state.repositories = repositories
-
-    runtime = Runtime(root_path, cache, publish, initialize_secret=initialize_secret)
-    runtime.start(loaded)
-    app.state.runtime = runtime
+    runtime.start(loaded)  # publishes the repositories to the app
     repositories = runtime.repositories.by_name
     # /initialize/ may add repositories with larger files later: allow the largest default.
     largest = max([*(r.backend.max_file_bytes for r in repositories.values()), 5368709119])

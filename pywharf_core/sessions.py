@@ -19,8 +19,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .backend import Access
+from .errors import NotAcceptable
 from .files import create_once
-from .negotiation import TEXT_HTML, NotAcceptable, negotiate
+from .negotiation import TEXT_HTML, negotiate
 
 SESSION_COOKIE = "pywharf_session"
 CSRF_COOKIE = "pywharf_csrf"

@@ -17,7 +17,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from starlette.concurrency import iterate_in_threadpool
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import (
     FileResponse,
@@ -30,7 +29,16 @@ from starlette.responses import (
 from . import web
 from .auth import parse_basic_auth
 from .backend import Access, FileStream, LocalFile, OpenedFile, RedirectTo
-from .errors import FileMissing, FileTooLarge, UploadRejected
+from .blocking import run_blocking
+from .errors import (
+    AuthRequired,
+    FileMissing,
+    FileTooLarge,
+    LoginRequired,
+    NotFound,
+    NotPermitted,
+    UploadRejected,
+)
 from .names import normalize
 from .negotiation import content_type_header, negotiate
 from .pagecache import RenderedPage, etag_matches
@@ -39,7 +47,6 @@ from .repository import Repositories, Repository, UploadResult
 from .sessions import is_browser
 from .simple import project_list_data, project_page_data, render
 from .upload import FORM_OVERHEAD_BYTES, MultipartUpload, multipart_boundary
-from .wsgi import run_blocking
 
 #: Upload body batches handed to the worker thread (fewer thread hops than 64 KiB chunks).
 UPLOAD_BATCH_BYTES = 1024 * 1024
@@ -47,20 +54,6 @@ PAGE_CACHE_CONTROL = "max-age=0, must-revalidate, private"
 FILE_CACHE_CONTROL = "max-age=31536000, immutable, private"
 METADATA_SUFFIX = ".metadata"
 SMALL_FILE = 256 * 1024  # whole GETs of local files up to this size are read in one go
-
-
-class AuthRequired(Exception):
-    def __init__(self, realm: str) -> None:
-        self.realm = realm
-
-
-class LoginRequired(Exception):
-    """A browser without a session: sent to the login page, then back."""
-
-
-class NotPermitted(Exception):
-    def __init__(self, message: str) -> None:
-        self.message = message
 
 
 async def authorize(request: Request, need: Access) -> Repository:
@@ -128,7 +121,7 @@ async def project_page(request: Request) -> Response:
         upstream = request.app.state.extra_index_url
         if upstream:
             return RedirectResponse(f"{upstream}{project}/", status_code=302)
-        raise HTTPException(404, f"Project {project!r} is not in this repository")
+        raise NotFound(f"Project {project!r} is not in this repository")
     if _browser_session(request):
         return await web.project_page(request, repo, project, request.state.session.access)
     page = repo.pages.get(
@@ -187,7 +180,7 @@ async def download(request: Request) -> Response:
             return await _serve(
                 request, repo.backend.open_metadata, record, "text/plain; charset=utf-8", etag
             )
-    raise HTTPException(404, f"File {filename!r} is not in this repository")
+    raise NotFound(f"File {filename!r} is not in this repository")
 
 
 async def _serve(
@@ -310,7 +303,7 @@ async def _set_yanked(request: Request, *, yanked: bool) -> Response:
     try:
         record: FileRecord = await run_blocking(repo.yank, project, filename, reason)
     except FileMissing:
-        raise HTTPException(404, f"File {filename!r} is not in this repository") from None
+        raise NotFound(f"File {filename!r} is not in this repository") from None
     state = f"yanked ({record.yanked or 'no reason given'})" if yanked else "no longer yanked"
     return PlainTextResponse(f"OK: {filename} is {state}\n")
 
@@ -330,7 +323,7 @@ async def initialize(request: Request) -> Response:
     refuse_cross_site(request)
     runtime = getattr(request.app.state, "runtime", None)
     if runtime is None:
-        raise HTTPException(404, "This server does not take its configuration over HTTP")
+        raise NotFound("This server does not take its configuration over HTTP")
     async with request.form(max_files=2, max_fields=4, max_part_size=MAX_INITIALIZE_BYTES) as form:
         fields = {}
         for key in ("config", "admin_secret", "initialize_secret"):

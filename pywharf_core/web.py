@@ -23,11 +23,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from .backend import Access, FileStream, LocalFile, OpenedFile
+from .blocking import run_blocking
 from .errors import BackendError
 from .records import FileRecord
 from .repository import Repositories, Repository
 from .sessions import SessionSigner
-from .wsgi import run_blocking
 
 TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),

@@ -8,8 +8,8 @@ ASGI task on it directly, so a request never leaves its thread. a2wsgi still bui
 ASGI scope from the WSGI environ.
 
 Since a request's loop serves nothing else, blocking work (opening a file, hashing an
-upload's chunk) may run right on it: ``run_blocking`` calls the function in place there,
-and only elsewhere (under uvicorn, in tests) hands it to a worker thread.
+upload's chunk) may run right on it (``pywharf_core.blocking``); elsewhere (under uvicorn,
+in tests) it goes to a worker thread.
 
 A response is streamed: ``send`` of a body chunk with more to come waits until waitress
 has taken the chunk, so a large download is never gathered in memory. The adapter offers
@@ -27,10 +27,11 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from http import HTTPStatus
-from typing import Any, TypeVar
+from typing import Any
 
 from a2wsgi.asgi import build_scope
-from starlette.concurrency import run_in_threadpool
+
+from .blocking import mark_dedicated
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +39,6 @@ READ_CHUNK = 64 * 1024
 FILE_BLOCK = 256 * 1024
 
 StartResponse = Callable[..., Any]
-T = TypeVar("T")
-
-_this_thread = threading.local()  # .dedicated: this thread's loop runs one request at a time
-
-
-async def run_blocking(func: Callable[..., T], *args: Any) -> T:
-    """``func(*args)`` without blocking other requests: in place on a loop of this adapter
-    (it serves one request), else in Starlette's worker threads."""
-    if getattr(_this_thread, "dedicated", False):
-        return func(*args)
-    return await run_in_threadpool(func, *args)
 
 
 class ClientDisconnected(OSError):
@@ -76,7 +66,7 @@ class ThreadLoopAdapter:
         loop: asyncio.AbstractEventLoop | None = getattr(self._local, "loop", None)
         if loop is None:
             loop = self._local.loop = asyncio.new_event_loop()
-            _this_thread.dedicated = True
+            mark_dedicated()
         return loop
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:

@@ -37,7 +37,8 @@ def test_set_remote_keeps_unchanged_projects(tmp_path: Path) -> None:
 def test_index_file_round_trips_awkward_values_and_stays_standard_toml() -> None:
     import sys
 
-    from pywharf_core.indexfile import IndexFile, IndexFileError, dump_index, load_index
+    from pywharf_core.errors import IndexFileError
+    from pywharf_core.indexfile import IndexFile, dump_index, load_index
 
     records = (
         FileRecord(

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from wharftest.inprocess import ThreadedWaitress
 
-from pywharf_core.wsgi import ClientDisconnected, ThreadLoopAdapter, run_blocking
+from pywharf_core.blocking import run_blocking
+from pywharf_core.wsgi import ClientDisconnected, ThreadLoopAdapter
 
 REASON = "x-test-reason"
 

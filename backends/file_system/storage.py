@@ -46,11 +46,12 @@ from pywharf_core.errors import (
     FileExists,
     FileMissing,
     IndexConflict,
+    IndexFileError,
     InvalidFilename,
     InvalidMetadata,
 )
 from pywharf_core.files import create_once, replace_file, write_temp
-from pywharf_core.indexfile import IndexFileError, load_index
+from pywharf_core.indexfile import load_index
 from pywharf_core.metadata import read_dist_metadata
 from pywharf_core.names import DistFilename, parse_dist_filename
 from pywharf_core.records import FileRecord
