@@ -402,6 +402,8 @@ def upload_many(
     def post(wheel: Path) -> int:
         name, version = wheel.name.split("-")[:2]
         with wheel.open("rb") as handle:
+            sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
+        with wheel.open("rb") as handle:
             response = requests.post(
                 url,
                 auth=auth,
@@ -414,6 +416,7 @@ def upload_many(
                     "protocol_version": "1",
                     "filetype": "bdist_wheel",
                     "pyversion": "py3",
+                    "sha256_digest": sha256,
                 },
             )
         return response.status_code

@@ -27,6 +27,7 @@ from .errors import (
     FileMissing,
     FileTooLarge,
     InitializeRefused,
+    InsufficientStorage,
     LoginRequired,
     NotAcceptable,
     NotFound,
@@ -205,6 +206,7 @@ ERROR_RESPONSES: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] 
     FileMissing: _file_missing,
     AccessDenied: _unexpected,
     BackendUnavailable: _backend_unavailable,
+    InsufficientStorage: _with_status(507),
     NotSupported: _with_status(405),
     ClientDisconnect: _client_disconnect,
 }

@@ -6,7 +6,8 @@ A backend is a package that registers a ``BackendSpec`` under the entry-point gr
     [project.entry-points."pywharf.backends"]
     file_system = "pywharf_backends.file_system:SPEC"
 
-Methods of ``Backend`` block; the server calls them from worker threads.
+A backend stores; the core decides. ``Backend``'s docstrings are the whole contract, and
+``pywharf_core.testing.BackendConformance`` checks it.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class Access(enum.IntEnum):
 def compare_secrets(secret: str, read_secret: str | None, write_secret: str | None) -> Access:
     """The access ``secret`` grants against a repository's read and write secrets, in
     constant time: both comparisons always run, and an unset secret matches nothing."""
-    given = secret.encode("utf-8")
+    given = secret.encode("utf-8", "surrogateescape")
     write = (write_secret or "").encode("utf-8")
     read = (read_secret or "").encode("utf-8")
     is_write = hmac.compare_digest(given, write) and bool(write)
@@ -50,22 +51,12 @@ def compare_secrets(secret: str, read_secret: str | None, write_secret: str | No
     return Access.READ if is_read else Access.NONE
 
 
-def require_client_secrets(context: BackendContext, settings: Any) -> None:
-    """A serving repository needs ``read_secret`` and ``write_secret``; a job needs none."""
-    if context.serving:
-        for key in ("read_secret", "write_secret"):
-            if not getattr(settings, key):
-                raise ConfigError(
-                    "required key is missing or empty", table=context.repo_name, key=key
-                )
-
-
 @dataclass(frozen=True)
 class StagedFile:
     """An upload fully received on local disk, hashed and counted.
 
     ``path`` lies in the backend's ``staging_dir()``, so a local backend may link it into
-    place; remote backends read it with ``open()``. The server deletes it afterwards.
+    place; remote backends read it with ``open()``. The core deletes it afterwards.
     """
 
     path: Path
@@ -74,6 +65,27 @@ class StagedFile:
 
     def open(self) -> BinaryIO:
         return self.path.open("rb")
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """One file a backend holds, as ``list_files`` reports it (no bytes read).
+
+    ``ref`` is the backend's reference (it becomes ``FileRecord.backend_ref``); ``mtime``
+    a modification stamp in seconds that changes when the file is replaced; ``yanked``
+    the reason when the backend keeps a yank record for it; ``has_metadata`` whether its
+    core-metadata sidecar is stored; ``stored`` the record fields the backend kept beside
+    the file at ``put_file`` (``FileRecord.to_dict`` keys) when it has them at no extra
+    cost, else ``None``.
+    """
+
+    ref: str
+    filename: str
+    size: int
+    mtime: float
+    yanked: str | None = None
+    has_metadata: bool = False
+    stored: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -103,44 +115,53 @@ OpenedFile = LocalFile | RedirectTo | FileStream
 
 
 class Backend(abc.ABC):
-    """Storage of one package repository. Subclasses implement the abstract methods."""
+    """Storage of one package repository: it stores, the core decides.
 
-    #: Largest accepted distribution file, in bytes.
-    max_file_bytes: int
-    #: Seconds between checks of the remote index.
-    sync_index_interval: int
+    Everything about what a distribution file is (filenames, core metadata, hashes,
+    sizes, digests, duplicates, which names are distributions) is the core's. A backend
+    puts bytes under a name create-only, opens them, lists what it holds, fetches bytes,
+    and reads and compare-and-swaps the remote index: six required methods. The others
+    are optional, with safe defaults. Methods block; the core calls them from worker
+    threads, several at once. Foreign errors are translated into ``pywharf_core.errors``
+    in one place of the backend; an unreachable remote is ``BackendUnavailable``.
+    """
 
-    @abc.abstractmethod
-    def check_access(self, secret: str) -> Access:
-        """What ``secret`` may do. A wrong secret is ``Access.NONE``, not an error;
-        an unreachable remote raises ``BackendUnavailable``. Compare in constant time."""
-
+    # -- required ------------------------------------------------------------------------
     @abc.abstractmethod
     def put_file(
         self, record: FileRecord, staged: StagedFile, metadata: bytes | None = None
     ) -> FileRecord:
-        """Store ``staged`` as ``record.filename`` (and its core metadata beside it).
+        """Store ``staged`` as ``record.filename``, and ``metadata`` (the core-metadata
+        file, PEP 658) beside it when given.
 
-        Create-only and atomic: afterwards the file is either fully stored or invisible.
-        Raises ``FileExists`` (with the stored sha256 when known) if the name is taken.
-        Returns the record completed with ``backend_ref``.
+        Must guarantee: create-only and atomic. Afterwards the file is either fully
+        stored or invisible, and of any number of concurrent calls for one filename (on
+        any number of servers sharing the storage) exactly one succeeds. The sidecar is
+        written after the file, never over another server's.
+        Raises ``FileExists`` when the name is taken, with the stored file's sha256 when
+        the backend knows it without reading the file, and its reference.
+        Returns ``record`` with ``backend_ref`` set (and ``upload_time`` when the storage
+        stamps files itself).
         """
 
     @abc.abstractmethod
-    def open_file(self, record: FileRecord) -> OpenedFile:
-        """How to deliver a stored file; raises ``FileMissing``."""
+    def open_file(self, record: FileRecord, *, metadata: bool = False) -> OpenedFile:
+        """How to deliver a stored file (with ``metadata``: its core-metadata sidecar):
+        a local path, a stream, or an expiring redirect. Raises ``FileMissing`` when it
+        is not stored; never opens anything outside the repository's storage, whatever
+        ``record.backend_ref`` says."""
 
     @abc.abstractmethod
-    def open_metadata(self, record: FileRecord) -> OpenedFile:
-        """How to deliver the core-metadata file stored beside ``record`` (PEP 658);
-        raises ``FileMissing``. Called only for records with ``core_metadata_sha256``."""
+    def list_files(self) -> Iterable[StoredFile]:
+        """Every file the storage holds for this repository, without reading contents.
+        May include names that are not distributions (the core skips them) but never
+        sidecars, the index, drafts or half-written files. Used by ``update_index``."""
 
     @abc.abstractmethod
-    def list_files(self, known: Mapping[str, FileRecord] | None = None) -> Iterable[FileRecord]:
-        """Every published file, with its yanked state; used by ``update_index`` only.
-
-        ``known`` holds the last index's records by ``backend_ref``: a backend may reuse
-        one whose file did not change instead of reading the file again."""
+    def fetch_file(self, entry: StoredFile, into: Path) -> Path:
+        """A local path holding the bytes of ``entry``: ``into`` after downloading
+        them there, or the backend's own path when the file is already local (the core
+        only reads it). Raises ``FileMissing``."""
 
     @abc.abstractmethod
     def read_index(self) -> tuple[bytes, str] | None:
@@ -149,19 +170,43 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def write_index(self, data: bytes, expected_version: str | None) -> str:
         """Replace the remote index if its version is still ``expected_version``
-        (``None``: there must be none yet); else raise ``IndexConflict``.
-        Returns the new version tag."""
+        (``None``: there must be none yet); else raise ``IndexConflict``. Atomic: a
+        reader sees the old or the new index, never a mix. Returns the new version."""
+
+    # -- optional ------------------------------------------------------------------------
+    def check_access(self, secret: str) -> Access | None:
+        """What ``secret`` may do, for backends whose credentials are their own (GitHub
+        tokens). A wrong secret is ``Access.NONE``, not an error; compare in constant
+        time. Default ``None``: the core compares the repository's ``read_secret`` and
+        ``write_secret``."""
+        return None
+
+    def stored_fields(self, entry: StoredFile) -> Mapping[str, Any] | None:
+        """The record fields kept beside ``entry`` at ``put_file`` when reading them is
+        cheaper than fetching the file (one metadata request). Default:
+        ``entry.stored``. With them the core describes a file without fetching it."""
+        return entry.stored
+
+    def adopt_file(
+        self, entry: StoredFile, record: FileRecord, metadata: bytes | None
+    ) -> FileRecord:
+        """Keep what the core learnt about a file it described (one put in storage by
+        other means, or one whose sidecar a crash cut off): store ``metadata`` as its
+        sidecar unless one exists, and the record where the backend keeps records.
+        Returns ``record`` as stored (``core_metadata_sha256`` cleared when no sidecar
+        is kept). Default: keeps nothing."""
+        return record.with_changes(core_metadata_sha256=None)
 
     def set_yanked(self, record: FileRecord, reason: str | None) -> None:
         """Record that ``record`` is yanked (``reason``, may be empty) or not (``None``),
-        in storage, so that ``list_files`` reports it. Optional: the default refuses."""
+        so that ``list_files`` reports it. Default: ``NotSupported``."""
         raise NotSupported("yanking")
 
     def changes_since(self, cursor: str | None) -> tuple[list[FileRecord], str | None]:
         """Records published or changed since ``cursor`` (``None``: since the remote index
         was written) that the remote index may not hold yet, and the cursor for next
         time. Lets servers sharing a storage see each other's uploads before
-        ``update_index`` runs. Optional: the default reports nothing."""
+        ``update_index`` runs. Default: reports nothing."""
         return [], cursor
 
     def index_version(self) -> str | None:
@@ -182,7 +227,7 @@ class BackendContext:
     repo_name: str
     root: Path  # the server's ROOT folder (or the working folder of a CLI job)
     admin_secret: str | None = None
-    #: False for jobs (update_index), which need no client secrets.
+    #: False for jobs (update_index).
     serving: bool = True
 
 
@@ -190,10 +235,14 @@ class BackendContext:
 class BackendSpec:
     """What a backend plugin registers.
 
-    ``config_class`` is a frozen dataclass: its fields are the config keys, with types
-    and defaults; unknown keys are refused. ``create`` builds the backend.
-    ``commands`` become CLI commands ``pywharf <type>.<name>``. ``admin_secret`` says
-    whether the server needs an admin secret for this backend type.
+    ``config_class`` is a frozen dataclass: its fields are the backend's own config
+    keys, with types and defaults; unknown keys are refused. The core's keys
+    (``read_secret``, ``write_secret``, ``max_file_bytes``, ``sync_index_interval``)
+    never reach it. ``create`` builds the backend. ``commands`` become CLI commands
+    ``pywharf <type>.<name>``. ``admin_secret``: the server needs an admin secret for
+    this type. ``client_secrets``: clients log in with the core's read and write
+    secrets (``False``: the backend's ``check_access`` decides, and those keys are
+    refused). ``max_file_bytes``: the default largest file.
     """
 
     type: str
@@ -201,6 +250,8 @@ class BackendSpec:
     create: Callable[[BackendContext, Any], Backend]
     commands: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
     admin_secret: bool = False
+    client_secrets: bool = True
+    max_file_bytes: int = 5368709119
 
 
 def available_backend_types() -> list[str]:

@@ -25,7 +25,7 @@ from waitress.adjustments import Adjustments
 
 from .backend import BackendContext, available_backend_types, load_backend_spec
 from .client import set_yanked
-from .config import build_settings
+from .config import split_table
 from .errors import PywharfError
 from .flags import text_flag
 from .job import terminal_progress
@@ -62,7 +62,10 @@ def update_index(
             raise PywharfError(f"environment variable {secret_env!r} is not set")
     backend_type, repo_name = str(type), str(name)
     spec = load_backend_spec(backend_type)
-    settings = build_settings(spec.config_class, config, source="<command line>", table=repo_name)
+    # The core's keys (secrets, size cap, sync interval) are accepted and play no part here.
+    _policy, settings = split_table(
+        spec, config, source="<command line>", table=repo_name, serving=False, from_text=False
+    )
     context = BackendContext(repo_name, Path(str(root)).resolve(), admin_secret, serving=False)
     backend = spec.create(context, settings)
     progress = terminal_progress(repo_name)

@@ -7,8 +7,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from .dists import parse_filename
 from .errors import PywharfError
-from .names import parse_dist_filename
 
 
 class ServerError(PywharfError):
@@ -25,7 +25,7 @@ def set_yanked(
 ) -> str:
     """Yank (``reason`` given, may be empty) or unyank (``None``) ``filename`` on the index
     at ``index_url`` (``…/simple/`` or ``…/r/<repo>/simple/``); returns the server's text."""
-    project = parse_dist_filename(filename).project
+    project = parse_filename(filename).project
     action = "unyank" if reason is None else "yank"
     url = f"{index_url.rstrip('/')}/{project}/{urllib.parse.quote(filename)}/{action}"
     if not url.startswith(("http://", "https://")):

@@ -12,12 +12,16 @@ Admin secrets::
     type = "<backend type>"
     raw = "<secret>"        # or: env = "<ENVIRONMENT VARIABLE>"
 
-Every problem is a ``ConfigError`` naming the source, the table and the key.
+Four keys of every table are the core's policy, whatever the backend (``RepoPolicy``):
+``read_secret``, ``write_secret``, ``max_file_bytes`` and ``sync_index_interval``; the
+rest go to the backend's config class. Every problem is a ``ConfigError`` naming the
+source, the table and the key.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import types
 import typing
@@ -29,6 +33,11 @@ import toml
 
 from .backend import BackendSpec, load_backend_spec
 from .errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+#: Secrets shorter than this are accepted with a warning.
+SHORT_SECRET = 16
 
 
 @dataclass(frozen=True)
@@ -74,13 +83,116 @@ def _is_file(path: Path) -> bool:
 
 
 @dataclass(frozen=True)
+class RepoPolicy:
+    """The core's rules for one repository, whatever its backend."""
+
+    #: The clients' secrets (backends with ``client_secrets``); a server needs both.
+    read_secret: str | None = None
+    write_secret: str | None = None
+    #: Largest accepted distribution file, in bytes (default: the backend spec's).
+    max_file_bytes: int = 5368709119
+    #: Seconds between checks of the remote index.
+    sync_index_interval: int = 60
+
+    def __post_init__(self) -> None:
+        if self.max_file_bytes <= 0:
+            raise ValueError("max_file_bytes must be positive")
+        if self.sync_index_interval <= 0:
+            raise ValueError("sync_index_interval must be positive")
+
+    def __repr__(self) -> str:  # never print a secret
+        return (
+            f"RepoPolicy(max_file_bytes={self.max_file_bytes}, "
+            f"sync_index_interval={self.sync_index_interval})"
+        )
+
+
+POLICY_KEYS = tuple(f.name for f in dataclasses.fields(RepoPolicy))
+SECRET_KEYS = ("read_secret", "write_secret")
+
+
+@dataclass(frozen=True)
 class RepoConfig:
-    """One repository: its name, backend spec and typed backend settings."""
+    """One repository: its name, backend spec, core policy and typed backend settings."""
 
     name: str
     spec: BackendSpec
     settings: Any  # an instance of spec.config_class
     source: str = ""  # the file (or text label) the table came from
+    policy: RepoPolicy = RepoPolicy()
+
+
+def split_table(
+    spec: BackendSpec,
+    values: dict[str, Any],
+    *,
+    source: str,
+    table: str,
+    serving: bool = True,
+    from_text: bool = True,
+) -> tuple[RepoPolicy, Any]:
+    """A repository table's keys parsed into the core's policy and the backend's
+    settings. ``serving``: the two client secrets are required (a job needs none).
+    ``from_text``: the values come from TOML, so a secret must be a string (the command
+    line's fire turns digits into numbers)."""
+    policy_keys = (
+        POLICY_KEYS
+        if spec.client_secrets
+        else tuple(k for k in POLICY_KEYS if k not in SECRET_KEYS)
+    )
+    backend_keys = {f.name for f in dataclasses.fields(spec.config_class) if f.init}
+    for key in values:
+        if key not in policy_keys and key not in backend_keys:
+            allowed = ", ".join(["type", *sorted({*policy_keys, *backend_keys})])
+            raise ConfigError(
+                f"unknown key (allowed: {allowed})", source=source, table=table, key=key
+            )
+    policy_values = {k: v for k, v in values.items() if k in policy_keys}
+    for key in SECRET_KEYS:
+        if from_text and key in policy_values and not isinstance(policy_values[key], str):
+            raise ConfigError(
+                f"expected a string, got {policy_values[key]!r} (put the secret in quotes)",
+                source=source,
+                table=table,
+                key=key,
+            )
+    policy_values.setdefault("max_file_bytes", spec.max_file_bytes)
+    policy: RepoPolicy = build_settings(RepoPolicy, policy_values, source=source, table=table)
+    if serving and spec.client_secrets:
+        _check_secrets(policy, source, table)
+    settings = build_settings(
+        spec.config_class,
+        {k: v for k, v in values.items() if k not in policy_keys},
+        source=source,
+        table=table,
+    )
+    return policy, settings
+
+
+def _check_secrets(policy: RepoPolicy, source: str, table: str) -> None:
+    for key in SECRET_KEYS:
+        if not getattr(policy, key):
+            raise ConfigError(
+                "required key is missing or empty", source=source, table=table, key=key
+            )
+    if policy.read_secret == policy.write_secret:
+        raise ConfigError(
+            "read_secret and write_secret are equal, so every reader could upload: "
+            "give them different values",
+            source=source,
+            table=table,
+            key="read_secret",
+        )
+    for key in SECRET_KEYS:
+        if len(getattr(policy, key)) < SHORT_SECRET:
+            log.warning(
+                "%s [%s] %s is shorter than %d characters: anyone who can try passwords "
+                "may guess it",
+                source,
+                table,
+                key,
+                SHORT_SECRET,
+            )
 
 
 def parse_repo_configs(source: TomlSource) -> dict[str, RepoConfig]:
@@ -102,9 +214,9 @@ def parse_repo_configs(source: TomlSource) -> dict[str, RepoConfig]:
             spec = load_backend_spec(backend_type)
         except ConfigError as exc:
             raise ConfigError(exc.message, source=source.label, table=name, key="type") from None
-        settings_in = {k: v for k, v in table.items() if k != "type"}
-        settings = build_settings(spec.config_class, settings_in, source=source.label, table=name)
-        repos[name] = RepoConfig(name, spec, settings, source.label)
+        values = {k: v for k, v in table.items() if k != "type"}
+        policy, settings = split_table(spec, values, source=source.label, table=name)
+        repos[name] = RepoConfig(name, spec, settings, source.label, policy)
     return repos
 
 

@@ -12,6 +12,7 @@
     │   ├── AccessDenied         the backend refused the credentials it was given
     │   ├── BackendUnavailable   the remote cannot be reached now
     │   ├── IndexConflict        the remote index moved since it was read
+    │   ├── InsufficientStorage  the storage is full
     │   └── NotSupported         the backend does not offer this optional operation
     ├── UploadRejected           the client's upload is wrong
     │   ├── InvalidFilename
@@ -118,6 +119,10 @@ class BackendUnavailable(BackendError):
 
 class IndexConflict(BackendError):
     """``write_index`` found that the remote index changed since it was read."""
+
+
+class InsufficientStorage(BackendError):
+    """The storage (or the staging folder) is full; nothing was kept."""
 
 
 class NotSupported(BackendError):

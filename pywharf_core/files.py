@@ -9,18 +9,24 @@ it, and the name appears with its whole content or not at all.
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
+import time
 from pathlib import Path
 
 
 def write_temp(directory: Path, data: bytes) -> Path:
     """A new fsynced file in ``directory`` holding ``data`` (mode 0600)."""
     directory.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".part")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    fd, name = tempfile.mkstemp(dir=directory, prefix=leftover_prefix(".tmp-"), suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        Path(name).unlink(missing_ok=True)  # a full disk leaves no partial file behind
+        raise
     return Path(name)
 
 
@@ -39,3 +45,51 @@ def create_once(path: Path, data: bytes) -> bool:
     finally:
         tmp.unlink()
     return True
+
+
+#: Temporary files are named for the process that writes them, so that one left by a
+#: process that died (kill -9, a crash) is recognised at the next start and removed.
+_HOST = socket.gethostname().replace("-", "_")[:32] or "host"
+
+
+def leftover_prefix(kind: str) -> str:
+    """``kind`` followed by this process's tag: ``<kind><host>-<pid>-``."""
+    return f"{kind}{_HOST}-{os.getpid()}-"
+
+
+def remove_dead_leftovers(directory: Path, kinds: tuple[str, ...], max_age: float) -> int:
+    """Remove the temporary files in ``directory`` left by processes of this host that
+    no longer run, and any older than ``max_age`` seconds (another host's, or unnamed);
+    files of running processes stay. Returns how many were removed."""
+    removed = 0
+    cutoff = time.time() - max_age
+    try:
+        candidates = [p for p in directory.iterdir() if p.name.startswith(kinds)]
+    except OSError:
+        return 0
+    for path in candidates:
+        try:
+            if _dead_writer(path.name, kinds) or path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except OSError:
+            pass  # gone already, or not ours to remove
+    return removed
+
+
+def _dead_writer(name: str, kinds: tuple[str, ...]) -> bool:
+    kind = next(k for k in kinds if name.startswith(k))
+    host, _, rest = name[len(kind) :].partition("-")
+    pid_text = rest.partition("-")[0]
+    if host != _HOST or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # alive, another user's
+    return False

@@ -34,8 +34,8 @@ from typing import Any
 
 import rtoml
 
+from .dists import parse_filename
 from .errors import IndexFileError, InvalidFilename
-from .names import parse_dist_filename
 from .records import FileRecord
 
 FORMAT_VERSION = 1
@@ -87,7 +87,7 @@ def _load_legacy(parsed: dict[str, Any]) -> IndexFile:
     for item in items:
         filename = f"{item['package']}.{str(item['ext']).lstrip('.')}"
         try:
-            dist = parse_dist_filename(filename)
+            dist = parse_filename(filename)
         except InvalidFilename as exc:
             raise IndexFileError(f"invalid index file: {exc.message}") from exc
         meta = item.get("meta") or {}

@@ -1,20 +1,36 @@
 """``pywharf update_index``: rebuild a repository's remote index from its storage.
 
-Lists every published file (reusing the last index's records for files that did not
-change), and writes the new index only when it differs, by compare-and-swap on the
-backend's index version: a concurrent writer makes this one start over, cleanly.
+The listing rules are the core's, the same for every backend:
+
+- the backend reports what it holds (``list_files``: reference, filename, size, stamp,
+  yanked state, the stored record where it keeps one), reading no contents;
+- names that are not distribution files are skipped;
+- a file the last index knows, with the same reference, size and stamp, keeps its record
+  (its yanked state as the storage says now);
+- a file whose record the backend kept beside it (``stored_fields``) is indexed from that
+  record without fetching it;
+- any other file (copied into the storage by hand, or whose sidecar is missing) is
+  fetched once and described by ``dists``; its core-metadata sidecar and record are
+  handed back to the backend (``adopt_file``) so that the next run need not fetch it.
+
+The new index is written only when it differs, by compare-and-swap on the backend's index
+version: a concurrent writer makes this one start over, cleanly.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from .backend import Backend
-from .errors import IndexConflict, IndexFileError
+from . import dists
+from .backend import Backend, StoredFile
+from .errors import FileMissing, IndexConflict, IndexFileError, InvalidFilename, InvalidMetadata
 from .indexfile import IndexFile, dump_index, load_index
 from .records import FileRecord
 
@@ -51,7 +67,7 @@ def update_index(backend: Backend, progress: Callable[[int], None] | None = None
                 log.warning("the current index cannot be read (%s); rebuilding it", exc)
         known = {r.backend_ref: r for r in previous if r.backend_ref}
         records: list[FileRecord] = []
-        for record in backend.list_files(known):
+        for record in list_records(backend, known):
             records.append(record)
             if progress is not None:
                 progress(len(records))
@@ -72,6 +88,64 @@ def update_index(backend: Backend, progress: Callable[[int], None] | None = None
             attempts=attempt,
         )
     raise IndexConflict(f"the index kept changing; gave up after {MAX_ATTEMPTS} attempts")
+
+
+def list_records(backend: Backend, known: Mapping[str, FileRecord]) -> Iterator[FileRecord]:
+    """The index record of every distribution file the backend holds (see the module's
+    docstring for the rules). A file that cannot be described is skipped with a warning."""
+    for entry in backend.list_files():
+        try:
+            dist = dists.parse_filename(entry.filename)
+        except InvalidFilename:
+            continue  # not a distribution file
+        previous = known.get(entry.ref)
+        if (
+            previous is not None
+            and previous.filename == entry.filename
+            and previous.size == entry.size
+            and previous.upload_time == entry.mtime
+            and (previous.core_metadata_sha256 is None or entry.has_metadata)
+        ):
+            yield previous.with_changes(yanked=entry.yanked)
+            continue
+        try:
+            record = _from_stored_fields(backend, entry, dist)
+            yield record if record is not None else _describe(backend, entry, dist)
+        except (InvalidMetadata, FileMissing) as exc:
+            log.warning("skipping %s: %s", entry.ref, exc)
+
+
+def _from_stored_fields(
+    backend: Backend, entry: StoredFile, dist: dists.DistFilename
+) -> FileRecord | None:
+    fields: Mapping[str, Any] | None = backend.stored_fields(entry)
+    if not fields or not fields.get("sha256"):
+        return None
+    core_metadata_sha256 = fields.get("core_metadata_sha256") if entry.has_metadata else None
+    if dist.is_wheel and not core_metadata_sha256:
+        return None  # its sidecar is missing: describe it, which stores one
+    upload_time = fields.get("upload_time")
+    return FileRecord(
+        project=dist.project,
+        filename=dist.filename,
+        version=str(dist.version),
+        sha256=str(fields["sha256"]),
+        size=entry.size,
+        upload_time=float(upload_time) if upload_time else entry.mtime,
+        requires_python=str(fields.get("requires_python") or "") or None,
+        yanked=entry.yanked,
+        core_metadata_sha256=core_metadata_sha256,
+        backend_ref=entry.ref,
+    )
+
+
+def _describe(backend: Backend, entry: StoredFile, dist: dists.DistFilename) -> FileRecord:
+    with tempfile.TemporaryDirectory(prefix="pywharf-describe-") as folder:
+        local = backend.fetch_file(entry, Path(folder) / dist.filename)
+        record, metadata = dists.describe(
+            local, dist, upload_time=entry.mtime, yanked=entry.yanked, backend_ref=entry.ref
+        )
+    return backend.adopt_file(entry, record, metadata)
 
 
 def terminal_progress(name: str) -> Callable[[int], None] | None:

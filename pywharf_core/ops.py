@@ -20,7 +20,8 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from .repository import Repositories, UploadResult
+from .repository import Repositories
+from .upload import UploadResult
 
 access_log = logging.getLogger("pywharf.access")
 

@@ -1,43 +1,26 @@
-"""One served repository: its backend, its index, and the upload policy."""
+"""One served repository: its policy, its backend, its in-memory index and its sync."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 
 from .auth import AccessCache
-from .backend import Access, Backend, BackendContext
+from .backend import Access, Backend, BackendContext, compare_secrets
 from .config import RepoConfig
-from .errors import FileExists, FileMissing, PywharfError, UploadRejected
+from .errors import FileMissing, PywharfError
 from .files import replace_file
 from .index import RepoIndex
 from .indexfile import load_index
 from .memory import release_free_memory
-from .metadata import read_dist_metadata
-from .names import normalize, parse_dist_filename, same_version
 from .pagecache import PageCache
 from .records import FileRecord
-from .upload import ReceivedUpload
 
 log = logging.getLogger(__name__)
-
-
-class UploadResult(Enum):
-    STORED = "stored"
-    IDENTICAL = "identical"  # the same bytes were already stored: nothing changed
-
-
-@dataclass(frozen=True)
-class UploadOutcome:
-    result: UploadResult
-    record: FileRecord
 
 
 class Repositories:
@@ -64,6 +47,7 @@ class Repository:
     ):
         self.name = config.name
         self.config = config
+        self.policy = config.policy
         self.backend = backend
         self.index = index
         self._cache = cache
@@ -180,62 +164,10 @@ class Repository:
 
     def access(self, secret: str) -> Access:
         """What ``secret`` may do here; may call the backend (blocking)."""
-        return self._cache.decide(self.name, secret, self.backend.check_access)
+        return self._cache.decide(self.name, secret, self._check_access)
 
-    def accept_upload(self, upload: ReceivedUpload) -> UploadOutcome:
-        """Validate a received upload and store it; blocking, run in a worker thread.
-
-        Raises ``UploadRejected`` (400/413) or ``FileExists`` (409) for different bytes.
-        """
-        fields = upload.fields
-        action = fields.get(":action", "")
-        if action != "file_upload":
-            raise UploadRejected(
-                f"Unsupported ':action' {action!r}: this index accepts 'file_upload' only"
-            )
-        dist = parse_dist_filename(upload.filename)
-        name, version = fields.get("name", "").strip(), fields.get("version", "").strip()
-        if not name or not version:
-            raise UploadRejected("The form fields 'name' and 'version' are required")
-        if normalize(name) != dist.project:
-            raise UploadRejected(f"Filename {dist.filename!r} does not belong to project {name!r}")
-        if not same_version(version, dist.version):
-            raise UploadRejected(f"Filename {dist.filename!r} does not match version {version!r}")
-        if upload.staged.size == 0:
-            raise UploadRejected("The uploaded file is empty")
-        upload.verify_client_digests()
-
-        known = self.index.snapshot.find(dist.project, dist.filename)
-        if known is not None:
-            if known.sha256 != upload.staged.sha256:
-                raise FileExists(dist.filename, known.sha256)
-            return UploadOutcome(UploadResult.IDENTICAL, known)
-
-        meta = read_dist_metadata(upload.staged.path, dist)
-        record = FileRecord(
-            project=dist.project,
-            filename=dist.filename,
-            version=str(dist.version),
-            sha256=upload.staged.sha256,
-            size=upload.staged.size,
-            upload_time=time.time(),
-            requires_python=meta.requires_python,
-            core_metadata_sha256=(
-                hashlib.sha256(meta.core_metadata).hexdigest() if meta.core_metadata else None
-            ),
-        )
-        try:
-            stored = self.backend.put_file(record, upload.staged, meta.core_metadata)
-        except FileExists as exc:
-            if exc.sha256 != record.sha256:
-                raise
-            # The same bytes were stored by a racing upload, or before a crash that came
-            # between storing and indexing: make sure the index has them, change nothing.
-            existing = self.index.snapshot.find(dist.project, dist.filename)
-            if existing is None:
-                existing = record.with_changes(backend_ref=exc.backend_ref or "")
-                self.index.add(existing)
-            return UploadOutcome(UploadResult.IDENTICAL, existing)
-        self.index.add(stored)
-        log.info("%s: stored %s (%d bytes)", self.name, stored.filename, stored.size)
-        return UploadOutcome(UploadResult.STORED, stored)
+    def _check_access(self, secret: str) -> Access:
+        decided = self.backend.check_access(secret)
+        if decided is not None:
+            return decided
+        return compare_secrets(secret, self.policy.read_secret, self.policy.write_secret)

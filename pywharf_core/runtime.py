@@ -45,7 +45,7 @@ class SyncThread(threading.Thread):
         self._stopped = threading.Event()
 
     def run(self) -> None:
-        while not self._stopped.wait(self.repo.backend.sync_index_interval):
+        while not self._stopped.wait(self.repo.policy.sync_index_interval):
             self.repo.sync_logged()
 
     def stop(self) -> None:

@@ -179,7 +179,7 @@ def run_server(
     runtime.start(loaded)  # publishes the repositories to the app
     repositories = runtime.repositories.by_name
     # /initialize/ may add repositories with larger files later: allow the largest default.
-    largest = max([*(r.backend.max_file_bytes for r in repositories.values()), 5368709119])
+    largest = max([*(r.policy.max_file_bytes for r in repositories.values()), 5368709119])
     waitress_options.setdefault("max_request_body_size", largest + FORM_OVERHEAD_BYTES)
     for name, value in WAITRESS_DEFAULTS.items():
         waitress_options.setdefault(name, value)
@@ -270,8 +270,7 @@ def banner(repositories: Mapping[str, Repository], url: str, embedded_default: b
     ]
     if embedded_default:
         repo = repositories[EMBEDDED_REPO]
-        settings = repo.config.settings
-        read, write = settings.read_secret, settings.write_secret
+        read, write = repo.policy.read_secret, repo.policy.write_secret
         host = url.split("//", 1)[1].rstrip("/")
         index = f"http://{EMBEDDED_REPO}:{read}@{host}/simple/"
         upload = f"{url}simple/"

@@ -1,16 +1,16 @@
 """The backend conformance suite: the same behaviour tests for every backend.
 
-A backend's test module provides two fixtures and inherits the tests::
+A backend's test module provides one fixture and inherits the tests::
 
     from pywharf_core.testing import BackendConformance
 
     class TestMyBackend(BackendConformance):
         @pytest.fixture
-        def backend(self, tmp_path): return MyBackend(...)
+        def backend(self, tmp_path):
+            return MyBackend(...)
 
-        @pytest.fixture
-        def secrets(self): return ("the-read-secret", "the-write-secret")
-
+Each test gets a fresh, empty backend. Optional operations a backend lacks
+(``set_yanked`` raising ``NotSupported``) are skipped with the reason printed.
 Requires pytest (a test dependency, not a runtime one).
 """
 
@@ -26,20 +26,28 @@ from pathlib import Path
 
 import pytest
 
-from .backend import Access, Backend, FileStream, LocalFile, RedirectTo, StagedFile
+from .backend import Backend, FileStream, LocalFile, OpenedFile, RedirectTo, StagedFile, StoredFile
 from .errors import FileExists, FileMissing, IndexConflict, NotSupported
+from .job import update_index
 from .records import FileRecord
+
+#: Every member of a test wheel carries this time: two builds of one wheel are identical.
+ZIP_TIME = (2020, 2, 2, 0, 0, 0)
 
 
 def make_wheel(name: str, version: str, payload: bytes = b"") -> tuple[str, bytes, bytes]:
-    """A minimal valid wheel: (filename, wheel bytes, METADATA bytes)."""
+    """A minimal valid wheel, byte for byte the same for the same arguments:
+    (filename, wheel bytes, METADATA bytes)."""
     metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n\n".encode()
     base = f"{name.replace('-', '_')}-{version}"
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr(f"{base}.dist-info/METADATA", metadata)
-        archive.writestr(f"{name.replace('-', '_')}/__init__.py", payload)
-        archive.writestr(f"{base}.dist-info/RECORD", "")
+        for member, data in (
+            (f"{base}.dist-info/METADATA", metadata),
+            (f"{name.replace('-', '_')}/__init__.py", payload),
+            (f"{base}.dist-info/RECORD", b""),
+        ):
+            archive.writestr(zipfile.ZipInfo(member, date_time=ZIP_TIME), data)
     return f"{base}-py3-none-any.whl", buffer.getvalue(), metadata
 
 
@@ -65,8 +73,8 @@ def record_for(filename: str, data: bytes, metadata: bytes | None) -> FileRecord
     )
 
 
-def read_opened(backend: Backend, record: FileRecord) -> bytes:
-    opened = backend.open_file(record)
+def read_opened(opened: OpenedFile) -> bytes:
+    """The bytes behind an ``open_file`` answer, whatever its kind."""
     if isinstance(opened, LocalFile):
         return opened.path.read_bytes()
     if isinstance(opened, FileStream):
@@ -80,41 +88,47 @@ def read_opened(backend: Backend, record: FileRecord) -> bytes:
 
 
 def put(
-    backend: Backend, name: str, version: str, payload: bytes = b""
+    backend: Backend, name: str, version: str, payload: bytes = b"", *, with_metadata: bool = True
 ) -> tuple[FileRecord, bytes]:
     filename, data, metadata = make_wheel(name, version, payload)
     staged = stage(backend, data)
+    sidecar = metadata if with_metadata else None
     try:
-        return backend.put_file(record_for(filename, data, metadata), staged, metadata), data
+        return backend.put_file(record_for(filename, data, sidecar), staged, sidecar), data
     finally:
         staged.path.unlink(missing_ok=True)
 
 
-def _listed(backend: Backend, record: FileRecord) -> FileRecord:
-    return next(r for r in backend.list_files() if r.filename == record.filename)
+def listed(backend: Backend, filename: str) -> StoredFile:
+    return next(e for e in backend.list_files() if e.filename == filename)
+
+
+def indexed(backend: Backend) -> dict[str, FileRecord]:
+    """``update_index`` run over the backend, and the records it wrote, by filename."""
+    from .indexfile import load_index
+
+    update_index(backend)
+    current = backend.read_index()
+    assert current is not None
+    return {r.filename: r for r in load_index(current[0]).records}
 
 
 class BackendConformance:
-    """Behaviour every backend must show. Subclasses provide ``backend`` and ``secrets``."""
+    """Behaviour every backend must show. Subclasses provide the ``backend`` fixture."""
 
-    def test_check_access(self, backend: Backend, secrets: tuple[str, str]) -> None:
-        read, write = secrets
-        assert backend.check_access(read) is Access.READ
-        assert backend.check_access(write) is Access.WRITE
-        assert backend.check_access("wrong" + read) is Access.NONE
-        assert backend.check_access("") is Access.NONE
-
+    # -- storing and opening ----------------------------------------------------------
     def test_put_then_open_gives_the_same_bytes(self, backend: Backend) -> None:
         stored, data = put(backend, "conf-put", "1.0", b"payload")
         assert stored.backend_ref
-        assert read_opened(backend, stored) == data
+        assert read_opened(backend.open_file(stored)) == data
 
     def test_put_is_create_only(self, backend: Backend) -> None:
         first, data = put(backend, "conf-dup", "1.0", b"first")
         with pytest.raises(FileExists) as info:
             put(backend, "conf-dup", "1.0", b"second")
         assert info.value.sha256 in (None, first.sha256)
-        assert read_opened(backend, first) == data
+        assert info.value.backend_ref in (None, first.backend_ref)
+        assert read_opened(backend.open_file(first)) == data
 
     def test_concurrent_puts_of_one_name_exactly_one_wins(self, backend: Backend) -> None:
         barrier = threading.Barrier(8)
@@ -140,48 +154,85 @@ class BackendConformance:
             thread.join()
         winners = [o for o in outcomes.values() if isinstance(o, FileRecord)]
         assert len(winners) == 1 and len(outcomes) == 8
-        stored = read_opened(backend, winners[0])
+        stored = read_opened(backend.open_file(winners[0]))
         assert hashlib.sha256(stored).hexdigest() == winners[0].sha256
+        assert [e.filename for e in backend.list_files()] == [winners[0].filename]
 
     def test_open_missing_raises_file_missing(self, backend: Backend) -> None:
         filename, data, metadata = make_wheel("conf-missing", "1.0")
         with pytest.raises(FileMissing):
             backend.open_file(record_for(filename, data, metadata))
 
-    def test_list_files_lists_what_was_put(self, backend: Backend) -> None:
-        a, _ = put(backend, "conf-list", "1.0")
-        b, _ = put(backend, "conf-list", "2.0")
-        listed = {r.filename: r for r in backend.list_files()}
-        for record in (a, b):
-            assert listed[record.filename].sha256 == record.sha256
-            assert listed[record.filename].size == record.size
-            assert listed[record.filename].project == "conf-list"
-
-    def test_metadata_is_stored_beside_the_file(self, backend: Backend) -> None:
+    def test_metadata_sidecar_is_stored_beside_the_file(self, backend: Backend) -> None:
         stored, _ = put(backend, "conf-meta", "1.0")
-        opened = backend.open_metadata(stored)
-        if isinstance(opened, LocalFile):
-            data = opened.path.read_bytes()
-        elif isinstance(opened, FileStream):
-            data = b"".join(opened.chunks)
-            opened.close()
-        else:
-            with urllib.request.urlopen(opened.url, timeout=30) as response:  # noqa: S310
-                data = response.read()
+        data = read_opened(backend.open_file(stored, metadata=True))
         assert hashlib.sha256(data).hexdigest() == stored.core_metadata_sha256
+        assert listed(backend, stored.filename).has_metadata
 
-    def test_yanked_state_is_listed(self, backend: Backend) -> None:
+    # -- listing and fetching ------------------------------------------------------------
+    def test_list_files_reports_what_was_put(self, backend: Backend) -> None:
+        a, _ = put(backend, "conf-list", "1.0")
+        b, _ = put(backend, "conf-list", "2.0", b"more")
+        entries = {e.filename: e for e in backend.list_files()}
+        assert set(entries) == {a.filename, b.filename}  # no sidecar, no index, no draft
+        for record in (a, b):
+            assert entries[record.filename].ref == record.backend_ref
+            assert entries[record.filename].size == record.size
+            assert entries[record.filename].yanked is None
+
+    def test_fetch_file_gives_the_bytes(self, backend: Backend, tmp_path: Path) -> None:
+        stored, data = put(backend, "conf-fetch", "1.0", b"fetched")
+        local = backend.fetch_file(listed(backend, stored.filename), tmp_path / stored.filename)
+        assert local.read_bytes() == data
+
+    def test_update_index_indexes_every_file_and_reuses_records(self, backend: Backend) -> None:
+        a, _ = put(backend, "conf-index", "1.0")
+        records = indexed(backend)
+        assert records[a.filename].sha256 == a.sha256
+        assert records[a.filename].core_metadata_sha256 == a.core_metadata_sha256
+        b, _ = put(backend, "conf-index", "2.0", b"second")
+        again = indexed(backend)
+        assert set(again) == {a.filename, b.filename}
+        assert again[a.filename] == records[a.filename]  # reused, not described again
+        assert not update_index(backend).changed
+
+    def test_a_missing_sidecar_is_written_back_by_update_index(self, backend: Backend) -> None:
+        stored, data = put(backend, "conf-adopt", "1.0", with_metadata=False)
+        record = indexed(backend)[stored.filename]
+        if record.core_metadata_sha256 is None:
+            pytest.skip("this backend keeps no sidecar for an adopted file (adopt_file)")
+        _, _, metadata = make_wheel("conf-adopt", "1.0")
+        assert record.core_metadata_sha256 == hashlib.sha256(metadata).hexdigest()
+        assert read_opened(backend.open_file(record, metadata=True)) == metadata
+        assert read_opened(backend.open_file(record)) == data
+
+    # -- optional operations -------------------------------------------------------------
+    def test_yanked_state_is_listed_and_survives_a_relist(self, backend: Backend) -> None:
         stored, _ = put(backend, "conf-yank", "1.0")
         try:
             backend.set_yanked(stored, "broken build")
         except NotSupported:
-            pytest.skip("this backend does not support yanking")
-        assert _listed(backend, stored).yanked == "broken build"
+            pytest.skip("this backend does not support yanking (set_yanked)")
+        assert listed(backend, stored.filename).yanked == "broken build"
+        assert indexed(backend)[stored.filename].yanked == "broken build"
         backend.set_yanked(stored, "")
-        assert _listed(backend, stored).yanked == ""
+        assert listed(backend, stored.filename).yanked == ""
         backend.set_yanked(stored, None)
-        assert _listed(backend, stored).yanked is None
+        assert listed(backend, stored.filename).yanked is None
+        assert indexed(backend)[stored.filename].yanked is None
 
+    def test_changes_since_reports_each_change_once(self, backend: Backend) -> None:
+        changes, cursor = backend.changes_since(None)
+        assert changes == []
+        stored, _ = put(backend, "conf-changes", "1.0")
+        changes, cursor = backend.changes_since(cursor)
+        if not changes:
+            pytest.skip("this backend reports no changes (changes_since)")
+        assert [c.filename for c in changes] == [stored.filename]
+        assert changes[0].sha256 == stored.sha256
+        assert backend.changes_since(cursor)[0] == []
+
+    # -- the remote index ------------------------------------------------------------------
     def test_index_compare_and_swap(self, backend: Backend) -> None:
         assert backend.read_index() is None
         assert backend.index_version() is None

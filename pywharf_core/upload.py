@@ -1,26 +1,52 @@
-"""Reading a legacy-API upload (``multipart/form-data``) in one streaming pass.
+"""The whole upload (PyPI's legacy API), read top to bottom:
 
-The ``content`` part goes straight to a staging file while it is hashed and counted;
-the size cap is enforced mid-stream. Only the small form fields pywharf uses are kept in
-memory; the rest (descriptions, classifiers ...) are counted and dropped. ``feed`` is
-synchronous and meant to run in a worker thread, fed with batches of the request body.
+1. **receive**: the declared length is checked, then the ``multipart/form-data`` body is
+   parsed as it streams in; the ``content`` part goes straight to a staging file while it
+   is counted against the one size cap and hashed in the same pass. Only the small form
+   fields pywharf uses are kept; the rest (descriptions, classifiers …) are counted and
+   dropped.
+2. **validate**: action, project name, version, filename, the client's digests (at
+   least one strong one is required, as PyPI does), an empty file.
+3. **describe**: ``dists.describe`` reads the core metadata and makes the index record.
+4. **store**: ``backend.put_file``, create-only; identical bytes already stored are a
+   no-op, different bytes a conflict.
+5. **index**: the record joins the repository's in-memory index (read-your-writes).
+
+``accept_upload`` is the one entry; it runs the blocking steps through ``run_blocking``.
 """
 
 from __future__ import annotations
 
-import hashlib
+import errno
 import hmac
+import logging
 import os
 import tempfile
-from dataclasses import dataclass, field
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import IO
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from .backend import StagedFile
-from .errors import DigestMismatch, FileTooLarge, UploadRejected
+from . import dists
+from .backend import StagedFile, StoredFile
+from .blocking import run_blocking
+from .errors import (
+    DigestMismatch,
+    FileExists,
+    FileTooLarge,
+    InsufficientStorage,
+    UploadRejected,
+)
+from .files import leftover_prefix
+from .records import FileRecord
+from .repository import Repository
+
+log = logging.getLogger(__name__)
 
 #: Form fields kept (all others are counted, then dropped).
 KEPT_FIELDS = frozenset(
@@ -38,22 +64,180 @@ KEPT_FIELDS = frozenset(
         "requires_python",
     }
 )
+#: Digests strong enough to vouch for a file; md5 alone is not (PyPI refuses it too).
+STRONG_DIGESTS = ("sha256_digest", "blake2_256_digest")
 MAX_KEPT_FIELD_BYTES = 64 * 1024
 #: All non-file parts together (descriptions can be long READMEs).
 MAX_FORM_BYTES = 64 * 1024 * 1024
 MAX_PART_HEADER_BYTES = 16 * 1024
 #: Headroom on top of a repository's ``max_file_bytes`` for everything but the file.
 FORM_OVERHEAD_BYTES = MAX_FORM_BYTES + 1024 * 1024
-
-# Client digest field → (hashlib constructor, kwargs)
-_DIGESTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "sha256_digest": ("sha256", {}),
-    "md5_digest": ("md5", {}),
-    "blake2_256_digest": ("blake2b", {"digest_size": 32}),
-}
+#: Body chunks are handed to the parser in batches of this size (fewer thread hops).
+BATCH_BYTES = 1024 * 1024
 
 
-def multipart_boundary(content_type: str | None) -> bytes:
+class UploadResult(Enum):
+    STORED = "stored"
+    IDENTICAL = "identical"  # the same bytes were already stored: nothing changed
+
+
+@dataclass(frozen=True)
+class UploadOutcome:
+    result: UploadResult
+    record: FileRecord
+
+    @property
+    def message(self) -> str:
+        if self.result is UploadResult.IDENTICAL:
+            return f"OK: {self.record.filename} was already stored with identical content"
+        return f"OK: stored {self.record.filename}"
+
+
+async def accept_upload(
+    repo: Repository,
+    content_type: str | None,
+    content_length: str | None,
+    body: AsyncIterator[bytes],
+) -> UploadOutcome:
+    """Receive, validate, describe, store and index one upload to ``repo``.
+
+    Raises ``UploadRejected`` (and its kinds: ``FileTooLarge``, ``DigestMismatch`` …),
+    ``FileExists`` for a filename taken by other bytes, ``InsufficientStorage``, or what
+    the backend raises. Nothing half-written is left behind whatever happens.
+    """
+    limit = repo.policy.max_file_bytes
+    boundary = _multipart_boundary(content_type)
+    if content_length and content_length.isdigit():
+        if int(content_length) > limit + FORM_OVERHEAD_BYTES:
+            raise FileTooLarge(limit)
+    reader = MultipartUpload(boundary, repo.backend.staging_dir(), limit)
+    try:
+        batch = bytearray()
+        async for chunk in body:
+            batch += chunk
+            if len(batch) >= BATCH_BYTES:
+                data, batch = batch, bytearray()
+                await run_blocking(reader.feed, data)
+        await run_blocking(reader.feed, batch)
+        received = await run_blocking(reader.finish)
+        return await run_blocking(_validate_describe_store, repo, received)
+    finally:
+        await run_blocking(reader.discard)
+
+
+@dataclass
+class ReceivedUpload:
+    """A fully received upload: the kept form fields, the staged file, and the hex
+    digests computed while it streamed (keyed by client field name)."""
+
+    fields: dict[str, str]
+    filename: str
+    staged: StagedFile
+    digests: dict[str, str]
+
+
+def _validate_describe_store(repo: Repository, upload: ReceivedUpload) -> UploadOutcome:
+    """Steps 2 to 5 (blocking)."""
+    # -- validate
+    fields = upload.fields
+    action = fields.get(":action", "")
+    if action != "file_upload":
+        raise UploadRejected(
+            f"Unsupported ':action' {action!r}: this index accepts 'file_upload' only"
+        )
+    name, version = fields.get("name", "").strip(), fields.get("version", "").strip()
+    if not name or not version:
+        raise UploadRejected("The form fields 'name' and 'version' are required")
+    project = dists.check_project_name(name)
+    dist = dists.parse_filename(upload.filename)
+    if project != dist.project:
+        raise UploadRejected(f"Filename {dist.filename!r} does not belong to project {name!r}")
+    if not dists.same_version(version, dist.version):
+        raise UploadRejected(f"Filename {dist.filename!r} does not match version {version!r}")
+    if upload.staged.size == 0:
+        raise UploadRejected("The uploaded file is empty")
+    _verify_digests(upload)
+
+    known = repo.index.snapshot.find(dist.project, dist.filename)
+    if known is not None:
+        if known.sha256 != upload.staged.sha256:
+            raise FileExists(dist.filename, known.sha256)
+        return UploadOutcome(UploadResult.IDENTICAL, known)
+
+    # -- describe
+    record, metadata = dists.describe(
+        upload.staged.path,
+        dist,
+        upload_time=time.time(),
+        sha256=upload.staged.sha256,
+        size=upload.staged.size,
+    )
+
+    # -- store
+    try:
+        stored = repo.backend.put_file(record, upload.staged, metadata)
+    except FileExists as exc:
+        existing = _identical_after_race(repo, record, metadata, exc)
+        if existing is None:
+            raise
+        return UploadOutcome(UploadResult.IDENTICAL, existing)
+
+    # -- index
+    repo.index.add(stored)
+    log.info("%s: stored %s (%d bytes)", repo.name, stored.filename, stored.size)
+    return UploadOutcome(UploadResult.STORED, stored)
+
+
+def _verify_digests(upload: ReceivedUpload) -> None:
+    """Every digest the client sent must match; at least one strong one must be sent.
+    A digest field that arrived after the file is computed now, by a second read."""
+    sent = {
+        name: upload.fields[name].strip().lower()
+        for name in dists.DIGESTS
+        if upload.fields.get(name, "").strip()
+    }
+    if not any(name in sent for name in STRONG_DIGESTS):
+        raise UploadRejected(
+            "The upload carries no sha256_digest or blake2_256_digest field: send one "
+            "(twine, uv publish and poetry do) so that the file can be checked"
+        )
+    for name, value in sent.items():
+        actual = upload.digests.get(name) or dists.hash_file(upload.staged.path, name)
+        if not hmac.compare_digest(value.encode(), actual.encode()):
+            raise DigestMismatch(name.removesuffix("_digest"))
+
+
+def _identical_after_race(
+    repo: Repository, record: FileRecord, metadata: bytes | None, exc: FileExists
+) -> FileRecord | None:
+    """The name was taken while this upload was stored: by the same bytes (a racing
+    upload, or one before a crash that came between storing and indexing), the stored
+    file is indexed and its sidecar repaired, and the upload changes nothing; by other
+    bytes, ``None``."""
+    ref = exc.backend_ref or ""
+    stored_sha256 = exc.sha256
+    if stored_sha256 is None and ref:
+        entry = StoredFile(ref, record.filename, record.size, record.upload_time)
+        with tempfile.TemporaryDirectory(dir=repo.backend.staging_dir()) as folder:
+            local = repo.backend.fetch_file(entry, Path(folder) / record.filename)
+            stored_sha256 = dists.hash_file(local)
+    if stored_sha256 != record.sha256:
+        return None
+    existing = repo.index.snapshot.find(record.project, record.filename)
+    if existing is None:
+        entry = StoredFile(ref, record.filename, record.size, record.upload_time)
+        existing = repo.backend.adopt_file(entry, record.with_changes(backend_ref=ref), metadata)
+        repo.index.add(existing)
+    elif metadata is not None:
+        entry = StoredFile(ref, record.filename, record.size, record.upload_time)
+        repo.backend.adopt_file(entry, existing, metadata)  # a sidecar a crash cut off
+    return existing
+
+
+# -- receive --------------------------------------------------------------------------------
+
+
+def _multipart_boundary(content_type: str | None) -> bytes:
     """The boundary of a ``multipart/form-data`` content type, or ``UploadRejected``."""
     mime, params = parse_options_header(content_type)
     boundary = params.get(b"boundary")
@@ -65,42 +249,9 @@ def multipart_boundary(content_type: str | None) -> bytes:
     return boundary
 
 
-@dataclass
-class ReceivedUpload:
-    """A fully received upload: the kept form fields and the staged file."""
-
-    fields: dict[str, str]
-    filename: str
-    staged: StagedFile
-    #: Hex digests computed while streaming, keyed by client field name.
-    digests: dict[str, str] = field(default_factory=dict)
-
-    def verify_client_digests(self) -> None:
-        """Compare every digest the client sent with the file; ``DigestMismatch`` if any
-        differs. Digests that arrived after the file are computed now, by a second read."""
-        for field_name, (algorithm, kwargs) in _DIGESTS.items():
-            sent = self.fields.get(field_name, "").strip().lower()
-            if not sent:
-                continue
-            actual = self.digests.get(field_name)
-            if actual is None:
-                actual = _hash_file(self.staged.path, algorithm, kwargs)
-                self.digests[field_name] = actual
-            if not hmac.compare_digest(sent.encode(), actual.encode()):
-                raise DigestMismatch(algorithm if algorithm != "blake2b" else "blake2_256")
-
-
-def _hash_file(path: Path, algorithm: str, kwargs: dict[str, Any]) -> str:
-    hasher = hashlib.new(algorithm, **kwargs)
-    with path.open("rb") as handle:
-        while chunk := handle.read(1024 * 1024):
-            hasher.update(chunk)
-    return hasher.hexdigest()
-
-
 class MultipartUpload:
     """Incremental reader of one upload body. Call ``feed`` with body batches, then
-    ``finish``; call ``discard`` whenever the upload is abandoned."""
+    ``finish``; always call ``discard`` afterwards (it removes the staging file)."""
 
     def __init__(self, boundary: bytes, staging_dir: Path, max_file_bytes: int) -> None:
         self._staging_dir = staging_dir
@@ -131,10 +282,10 @@ class MultipartUpload:
         self._field_value = bytearray()
         # the file
         self._filename: str | None = None
-        self._file: Any = None
+        self._file: IO[bytes] | None = None
         self._path: Path | None = None
         self._size = 0
-        self._hashers: dict[str, Any] = {}
+        self._hashes = dists.Hashes()
 
     # -- driving ------------------------------------------------------------------
     def feed(self, data: bytes | bytearray) -> None:
@@ -149,19 +300,26 @@ class MultipartUpload:
         if self._path is None or self._filename is None:
             raise UploadRejected("The upload has no 'content' file part")
         self._close_file()
-        digests = {name: hasher.hexdigest() for name, hasher in self._hashers.items()}
+        digests = self._hashes.hexdigests()
         staged = StagedFile(self._path, self._size, digests["sha256_digest"])
         return ReceivedUpload(dict(self.fields), self._filename, staged, digests)
 
     def discard(self) -> None:
-        self._close_file()
-        if self._path is not None:
-            self._path.unlink(missing_ok=True)
+        try:
+            self._close_file()
+        except OSError:
+            pass  # a full disk fails the flush too: the file goes all the same
+        finally:
+            if self._path is not None:
+                self._path.unlink(missing_ok=True)
 
     def _close_file(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        handle, self._file = self._file, None
+        if handle is not None:
+            try:
+                handle.close()
+            except OSError as exc:
+                raise _storage_error(exc) from exc
 
     # -- parser callbacks -----------------------------------------------------------
     def _on_part_begin(self) -> None:
@@ -207,15 +365,20 @@ class MultipartUpload:
             self._part = "ignored"
 
     def _start_file(self) -> None:
-        fd, name = tempfile.mkstemp(dir=self._staging_dir, prefix=".upload-", suffix=".part")
+        try:
+            fd, name = tempfile.mkstemp(
+                dir=self._staging_dir, prefix=leftover_prefix(".upload-"), suffix=".part"
+            )
+        except OSError as exc:
+            raise _storage_error(exc) from exc
         self._path = Path(name)
         self._file = os.fdopen(fd, "wb", buffering=1024 * 1024)
-        # Hash only what the client sent digests for (fields usually come before the
-        # file); sha256 always, it is the index's hash.
-        self._hashers = {"sha256_digest": hashlib.sha256()}
-        for field_name, (algorithm, kwargs) in _DIGESTS.items():
-            if field_name in self.fields and field_name not in self._hashers:
-                self._hashers[field_name] = hashlib.new(algorithm, **kwargs)
+        # Hash what the client sent digests for (fields usually come before the file);
+        # sha256 always, it is the index's hash. A digest sent later is checked by a
+        # second read.
+        self._hashes = dists.Hashes(
+            tuple(f for f in dists.DIGESTS if f in self.fields and f != "sha256_digest")
+        )
 
     def _on_part_data(self, data: bytes, start: int, end: int) -> None:
         n = end - start
@@ -224,13 +387,16 @@ class MultipartUpload:
             if self._size > self._max_file_bytes:
                 raise FileTooLarge(self._max_file_bytes)
             chunk = memoryview(data)[start:end]
-            for hasher in self._hashers.values():
-                hasher.update(chunk)
-            self._file.write(chunk)
+            self._hashes.update(chunk)
+            assert self._file is not None
+            try:
+                self._file.write(chunk)
+            except OSError as exc:
+                raise _storage_error(exc) from exc
             return
         self._form_bytes += n
         if self._form_bytes > MAX_FORM_BYTES:
-            raise FileTooLarge(self._max_file_bytes)
+            raise FileTooLarge(MAX_FORM_BYTES, "form fields (besides the file)")
         if self._part == "field":
             if len(self._field_value) + n > MAX_KEPT_FIELD_BYTES:
                 raise UploadRejected(f"Form field {self._field_name!r} is too long")
@@ -246,3 +412,11 @@ class MultipartUpload:
 
     def _on_end(self) -> None:
         self._ended = True
+
+
+def _storage_error(exc: OSError) -> Exception:
+    """A staging write that failed: a full disk is the client's 507, anything else the
+    server's own fault."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return InsufficientStorage("The server's storage is full; try again later")
+    return exc

@@ -13,6 +13,7 @@ name) and ``/r/<repo>/simple/`` (username free, the password decides)::
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,28 +29,25 @@ from starlette.responses import (
 
 from . import web
 from .auth import parse_basic_auth
-from .backend import Access, FileStream, LocalFile, OpenedFile, RedirectTo
+from .backend import Access, Backend, FileStream, LocalFile, OpenedFile, RedirectTo
 from .blocking import run_blocking
+from .dists import normalize
 from .errors import (
     AuthRequired,
+    BadRequest,
     FileMissing,
-    FileTooLarge,
     LoginRequired,
     NotFound,
     NotPermitted,
-    UploadRejected,
 )
-from .names import normalize
 from .negotiation import content_type_header, negotiate
 from .pagecache import RenderedPage, etag_matches
 from .records import FileRecord
-from .repository import Repositories, Repository, UploadResult
+from .repository import Repositories, Repository
 from .sessions import is_browser
 from .simple import project_list_data, project_page_data, render
-from .upload import FORM_OVERHEAD_BYTES, MultipartUpload, multipart_boundary
+from .upload import accept_upload
 
-#: Upload body batches handed to the worker thread (fewer thread hops than 64 KiB chunks).
-UPLOAD_BATCH_BYTES = 1024 * 1024
 PAGE_CACHE_CONTROL = "max-age=0, must-revalidate, private"
 FILE_CACHE_CONTROL = "max-age=31536000, immutable, private"
 METADATA_SUFFIX = ".metadata"
@@ -172,34 +170,36 @@ async def download(request: Request) -> Response:
     record = snapshot.find(project, filename)
     if record is not None:
         etag = f'"{record.sha256}"'
-        return await _serve(request, repo.backend.open_file, record, media_type_for(filename), etag)
+        return await _serve(request, repo.backend, record, media_type_for(filename), etag)
     if filename.endswith(METADATA_SUFFIX):
         record = snapshot.find(project, filename.removesuffix(METADATA_SUFFIX))
         if record is not None and record.core_metadata_sha256:
             etag = f'"{record.core_metadata_sha256}"'
             return await _serve(
-                request, repo.backend.open_metadata, record, "text/plain; charset=utf-8", etag
+                request, repo.backend, record, "text/plain; charset=utf-8", etag, metadata=True
             )
     raise NotFound(f"File {filename!r} is not in this repository")
 
 
 async def _serve(
     request: Request,
-    opener: Callable[[FileRecord], OpenedFile],
+    backend: Backend,
     record: FileRecord,
     media_type: str,
     etag: str,
+    *,
+    metadata: bool = False,
 ) -> Response:
     headers = {"Cache-Control": FILE_CACHE_CONTROL, "ETag": etag}
     if etag_matches(request.headers.get("if-none-match"), etag):  # the backend is not asked
         return Response(status_code=304, headers=headers)
     whole_get = request.method == "GET" and "range" not in request.headers
-    return await run_blocking(_answer, opener, record, media_type, headers, whole_get)
+    opened = partial(backend.open_file, record, metadata=metadata)
+    return await run_blocking(_answer, opened, media_type, headers, whole_get)
 
 
 def _answer(
-    opener: Callable[[FileRecord], OpenedFile],
-    record: FileRecord,
+    opener: Callable[[], OpenedFile],
     media_type: str,
     headers: dict[str, str],
     whole_get: bool,
@@ -207,7 +207,7 @@ def _answer(
     """The backend's answer made a response, in one worker-thread hop (or in place): a
     local file's stat is taken here (FileResponse would hop for it), and a whole small
     file is read here too (FileResponse would hop to open, read and close it)."""
-    opened = opener(record)
+    opened = opener()
     if isinstance(opened, LocalFile):
         stat = opened.path.stat()
         if whole_get and stat.st_size <= SMALL_FILE:
@@ -256,30 +256,12 @@ def media_type_for(filename: str) -> str:
 async def upload(request: Request) -> Response:
     refuse_cross_site(request)
     repo = await authorize(request, Access.WRITE)
-    boundary = multipart_boundary(request.headers.get("content-type"))
-    limit = repo.backend.max_file_bytes
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit + FORM_OVERHEAD_BYTES:
-        raise FileTooLarge(limit)
-    reader = MultipartUpload(boundary, repo.backend.staging_dir(), limit)
-    try:
-        batch = bytearray()
-        async for chunk in request.stream():
-            batch += chunk
-            if len(batch) >= UPLOAD_BATCH_BYTES:
-                data, batch = batch, bytearray()
-                await run_blocking(reader.feed, data)
-        await run_blocking(reader.feed, batch)
-        received = await run_blocking(reader.finish)
-        outcome = await run_blocking(repo.accept_upload, received)
-    finally:
-        await run_blocking(reader.discard)
+    headers = request.headers
+    outcome = await accept_upload(
+        repo, headers.get("content-type"), headers.get("content-length"), request.stream()
+    )
     request.app.state.metrics.uploaded(repo.name, outcome.record.size, outcome.result)
-    if outcome.result is UploadResult.IDENTICAL:
-        text = f"OK: {outcome.record.filename} was already stored with identical content"
-    else:
-        text = f"OK: stored {outcome.record.filename}"
-    return PlainTextResponse(text + "\n")
+    return PlainTextResponse(outcome.message + "\n")
 
 
 async def yank(request: Request) -> Response:
@@ -335,7 +317,7 @@ async def initialize(request: Request) -> Response:
                     "utf-8", "replace"
                 )
     if not fields["config"]:
-        raise UploadRejected("POST /initialize/ needs a 'config' field or file (TOML)")
+        raise BadRequest("POST /initialize/ needs a 'config' field or file (TOML)")
     proof = fields["initialize_secret"]
     credentials = parse_basic_auth(request.headers.get("authorization"))
     if proof is None and credentials is not None:

@@ -220,7 +220,7 @@ def _description(repo: Repository, record: FileRecord) -> tuple[str | None, Mark
         if key in _DESCRIPTIONS:
             return _DESCRIPTIONS[key]
     try:
-        raw = _read_small(repo.backend.open_metadata(record))
+        raw = _read_small(repo.backend.open_file(record, metadata=True))
     except BackendError:
         return None, None
     message = email.parser.BytesParser().parsebytes(raw)

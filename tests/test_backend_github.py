@@ -86,10 +86,6 @@ class TestGitHubConformance(BackendConformance):
     def backend(self, team: Team) -> GitHubBackend:
         return team.backend()
 
-    @pytest.fixture
-    def secrets(self, team: Team) -> tuple[str, str]:
-        return (team.reader, team.writer)
-
 
 def test_access_follows_the_token(team: Team) -> None:
     backend = team.backend()
@@ -282,16 +278,15 @@ def test_init_pkg_repo_and_gen_gh_pages(
         owner="maker", repo="my-index", branch="index", base_url=github.url, write_interval=0
     )
     backend = GitHubBackend(config, token)
+    from pywharf_core.dists import parse_filename, read_core_metadata
     from pywharf_core.job import update_index
-    from pywharf_core.metadata import read_dist_metadata
-    from pywharf_core.names import parse_dist_filename
 
     wheel = dists.base_wheel
-    meta = read_dist_metadata(wheel.path, parse_dist_filename(wheel.filename))
+    meta = read_core_metadata(wheel.path, parse_filename(wheel.filename))
     data = wheel.path.read_bytes()
     staged = stage(backend, data)
-    record = record_for(wheel.filename, data, meta.core_metadata)
-    backend.put_file(record.with_changes(project="foo-bar-baz"), staged, meta.core_metadata)
+    record = record_for(wheel.filename, data, meta.raw)
+    backend.put_file(record.with_changes(project="foo-bar-baz"), staged, meta.raw)
     staged.path.unlink()
     assert update_index(backend).changed
     site = tmp_path / "site"

@@ -69,14 +69,8 @@ def bucket(moto_url: str) -> str:
 class TestS3Conformance(BackendConformance):
     @pytest.fixture
     def backend(self, moto_url: str, bucket: str) -> S3Backend:
-        config = S3Config(
-            bucket=bucket, endpoint_url=moto_url, read_secret="r-secret", write_secret="w-secret"
-        )
+        config = S3Config(bucket=bucket, endpoint_url=moto_url)
         return create(BackendContext("conf", Path("."), KEYS), config)
-
-    @pytest.fixture
-    def secrets(self) -> tuple[str, str]:
-        return ("r-secret", "w-secret")
 
 
 def write_config(folder: Path, endpoint: str, bucket: str, **extra: object) -> tuple[Path, Path]:

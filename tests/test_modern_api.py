@@ -93,9 +93,9 @@ def test_json_has_exactly_the_pep_691_and_700_keys(populated: WharfServer, auth,
             assert item["core-metadata"] is False
         assert item["yanked"] is False
     # PEP 700: every file belongs to a listed version.
-    from pywharf_core.names import parse_dist_filename
+    from pywharf_core.dists import parse_filename
 
-    file_versions = {str(parse_dist_filename(item["filename"]).version) for item in page["files"]}
+    file_versions = {str(parse_filename(item["filename"]).version) for item in page["files"]}
     assert file_versions == set(page["versions"]) == {"1.0", "2.0"}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import os
 import threading
 from pathlib import Path
 
@@ -283,14 +284,14 @@ def multipart(parts: list[tuple[str, str | None, bytes]], boundary: str = "b0und
 def test_digests_sent_after_the_file_are_verified_too(server: WharfServer, tmp_path: Path) -> None:
     dist = build_wheel(tmp_path, "late-digest", "1.0")
     data = dist.path.read_bytes()
-    for digest, status in (("0" * 32, 400), (hashlib.md5(data).hexdigest(), 200)):
+    for digest, status in (("0" * 64, 400), (hashlib.sha256(data).hexdigest(), 200)):
         body = multipart(
             [
                 (":action", None, b"file_upload"),
                 ("name", None, b"late-digest"),
                 ("version", None, b"1.0"),
                 ("content", dist.filename, data),
-                ("md5_digest", None, digest.encode()),
+                ("sha256_digest", None, digest.encode()),
             ]
         )
         code, text = raw_post(server, body, "multipart/form-data; boundary=b0undary")
@@ -341,8 +342,21 @@ def test_concurrent_uploads_of_one_filename_exactly_one_wins(
     )
 
 
-def test_rejected_uploads_leave_no_staging_files(server: WharfServer) -> None:
-    # Runs after the others in this module (file order): every refusal cleaned up.
+def test_rejected_uploads_leave_no_staging_files(server: WharfServer, tmp_path: Path) -> None:
+    # Refusals at every step of the pipeline, made here (under xdist other tests of this
+    # module may run on another worker's server).
+    dist = build_wheel(tmp_path, "left-over", "1.0")
+    big = build_wheel(tmp_path / "big", "left-over", "2.0", extra={"left_over/x.bin": os.urandom(9000)})
+    assert_refused(upload(server, dist.path, "left-over", "1.0", sha256_digest="0" * 64), 400)
+    assert_refused(upload(server, dist.path, "other", "1.0"), 400)
+    assert_refused(upload(server, big.path, "left-over", "2.0", auth=("small", "small-write")), 413)
+    status, _ = raw_post(
+        server,
+        b'--XyZ\r\nContent-Disposition: form-data; name="content"; filename="a-1.0.tar.gz"'
+        b"\r\n\r\nabc",
+        "multipart/form-data; boundary=XyZ",
+    )
+    assert status == 400
     leftovers = list((storage(server) / ".pywharf-staging").glob(".upload-*"))
     assert leftovers == []
     assert not list(storage(server).rglob(".tmp-*"))

@@ -20,26 +20,17 @@ index holds.
 
 from __future__ import annotations
 
-import hashlib
+import errno
 import json
 import logging
 import os
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock
 
-from pywharf_core.backend import (
-    Access,
-    Backend,
-    BackendContext,
-    LocalFile,
-    StagedFile,
-    compare_secrets,
-    require_client_secrets,
-)
+from pywharf_core.backend import Backend, BackendContext, LocalFile, StagedFile, StoredFile
 from pywharf_core.errors import (
     BackendError,
     BackendUnavailable,
@@ -47,13 +38,10 @@ from pywharf_core.errors import (
     FileMissing,
     IndexConflict,
     IndexFileError,
-    InvalidFilename,
-    InvalidMetadata,
+    InsufficientStorage,
 )
-from pywharf_core.files import create_once, replace_file, write_temp
+from pywharf_core.files import create_once, remove_dead_leftovers, replace_file, write_temp
 from pywharf_core.indexfile import load_index
-from pywharf_core.metadata import read_dist_metadata
-from pywharf_core.names import DistFilename, parse_dist_filename
 from pywharf_core.records import FileRecord
 
 log = logging.getLogger(__name__)
@@ -61,51 +49,36 @@ log = logging.getLogger(__name__)
 INDEX_FILENAME = "index.toml"
 JOURNAL_FILENAME = ".pywharf-journal.jsonl"
 STAGING = ".pywharf-staging"
-#: Staged uploads older than this are leftovers of a crash, removed at start.
+#: Temporary files of a process that died are removed at start; those of another host
+#: (a shared disk) once older than this.
 STALE_STAGING_SECONDS = 24 * 3600
+_TEMPORARY = (".upload-", ".tmp-")
 
 
 @dataclass(frozen=True)
 class FileSystemConfig:
-    #: The repository's client secrets; a server needs both, update_index neither.
-    read_secret: str | None = None
-    write_secret: str | None = None
-    max_file_bytes: int = 5368709119
-    sync_index_interval: int = 60
     #: Default: ROOT/cache/<repo name>/storage
     storage_root: str | None = None
 
-    def __post_init__(self) -> None:
-        if self.max_file_bytes <= 0 or self.sync_index_interval <= 0:
-            raise ValueError("max_file_bytes and sync_index_interval must be positive")
-
 
 def create(context: BackendContext, config: FileSystemConfig) -> FileSystemBackend:
-    require_client_secrets(context, config)
     root = (
         Path(config.storage_root)
         if config.storage_root
         else context.root / "cache" / context.repo_name / "storage"
     )
-    return FileSystemBackend(root, config)
+    return FileSystemBackend(root)
 
 
 class FileSystemBackend(Backend):
-    def __init__(self, storage_root: Path, config: FileSystemConfig) -> None:
+    def __init__(self, storage_root: Path) -> None:
         self.root = storage_root.resolve()
-        self.config = config
-        self.max_file_bytes = config.max_file_bytes
-        self.sync_index_interval = config.sync_index_interval
         self._staging = self.root / STAGING
         self._staging.mkdir(parents=True, exist_ok=True)
         self._index_path = self.root / INDEX_FILENAME
         self._journal_path = self.root / JOURNAL_FILENAME
         self._journal_lock = FileLock(str(self._staging / "journal.lock"))
         self._remove_stale_staging()
-
-    # -- access ---------------------------------------------------------------------
-    def check_access(self, secret: str) -> Access:
-        return compare_secrets(secret, self.config.read_secret, self.config.write_secret)
 
     # -- files ------------------------------------------------------------------------
     def staging_dir(self) -> Path:
@@ -116,20 +89,20 @@ class FileSystemBackend(Backend):
     ) -> FileRecord:
         ref = f"{record.project}/{record.filename}"
         final = self._path(ref)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        _fsync_path(staged.path)
-        meta_tmp = write_temp(final.parent, metadata) if metadata is not None else None
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            _fsync_path(staged.path)
+            # Written into the staging folder (same file system), named for this process.
+            meta_tmp = write_temp(self._staging, metadata) if metadata is not None else None
+        except OSError as exc:
+            raise _storage_error(record.filename, exc) from exc
         try:
             try:
                 os.link(staged.path, final)
             except FileExistsError:
-                stored_sha256 = _sha256_of(final)
-                if meta_tmp is not None and stored_sha256 == record.sha256:
-                    # Same bytes stored before a crash cut the metadata write: repair it.
-                    _link_if_absent(meta_tmp, _metadata_path(final))
-                raise FileExists(record.filename, stored_sha256, ref) from None
+                raise FileExists(record.filename, None, ref) from None
             except OSError as exc:
-                raise BackendError(f"cannot store {record.filename}: {exc}") from exc
+                raise _storage_error(record.filename, exc) from exc
             if meta_tmp is not None:
                 os.replace(meta_tmp, _metadata_path(final))
                 meta_tmp = None
@@ -141,17 +114,26 @@ class FileSystemBackend(Backend):
         self._append_journal(stored)
         return stored
 
-    def open_file(self, record: FileRecord) -> LocalFile:
+    def open_file(self, record: FileRecord, *, metadata: bool = False) -> LocalFile:
         path = self._path(record.backend_ref or f"{record.project}/{record.filename}")
+        if metadata:
+            path = _metadata_path(path)
         if not path.is_file():
-            raise FileMissing(record.filename)
+            raise FileMissing(path.name)
         return LocalFile(path)
 
-    def open_metadata(self, record: FileRecord) -> LocalFile:
-        path = _metadata_path(self.open_file(record).path)
+    def fetch_file(self, entry: StoredFile, into: Path) -> Path:
+        path = self._path(entry.ref)
         if not path.is_file():
-            raise FileMissing(record.filename + ".metadata")
-        return LocalFile(path)
+            raise FileMissing(entry.filename)
+        return path
+
+    def adopt_file(
+        self, entry: StoredFile, record: FileRecord, metadata: bytes | None
+    ) -> FileRecord:
+        if metadata is not None:
+            create_once(_metadata_path(self._path(entry.ref)), metadata)
+        return record
 
     def set_yanked(self, record: FileRecord, reason: str | None) -> None:
         marker = _yanked_path(self.open_file(record).path)
@@ -162,58 +144,28 @@ class FileSystemBackend(Backend):
         _fsync_path(marker.parent)
         self._append_journal(record.with_changes(yanked=reason))
 
-    def list_files(self, known: Mapping[str, FileRecord] | None = None) -> Iterator[FileRecord]:
-        """Every distribution file below the root, in any layout (files copied in by
-        hand too: their core metadata is extracted and stored beside them)."""
-        known = known or {}
+    def list_files(self) -> Iterator[StoredFile]:
+        """Every file below the root, in any layout (files copied in by hand too)."""
         for directory, subdirs, files in os.walk(self.root):
             subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
             for name in sorted(files):
                 if name.startswith(".") or name.endswith((".metadata", ".yanked")):
                     continue
-                try:
-                    dist = parse_dist_filename(name)
-                except InvalidFilename:
-                    continue
                 path = Path(directory) / name
+                if path == self._index_path:
+                    continue
                 try:
-                    yield self._record_for(path, dist, known)
-                except InvalidMetadata as exc:
-                    log.warning("skipping %s: %s", path, exc.message)
-
-    def _record_for(
-        self, path: Path, dist: DistFilename, known: Mapping[str, FileRecord]
-    ) -> FileRecord:
-        ref = path.relative_to(self.root).as_posix()
-        stat = path.stat()
-        yanked = _read_text_or_none(_yanked_path(path))
-        previous = known.get(ref)
-        if (
-            previous is not None
-            and previous.size == stat.st_size
-            and previous.upload_time == stat.st_mtime
-            and (previous.core_metadata_sha256 is None or _metadata_path(path).exists())
-        ):
-            return previous.with_changes(yanked=yanked)
-        meta = read_dist_metadata(path, dist)
-        core_sha = None
-        if meta.core_metadata is not None:
-            core_sha = hashlib.sha256(meta.core_metadata).hexdigest()
-            meta_path = _metadata_path(path)
-            if not meta_path.exists():  # copied in by hand: store it, for PEP 658
-                create_once(meta_path, meta.core_metadata)
-        return FileRecord(
-            project=dist.project,
-            filename=dist.filename,
-            version=str(dist.version),
-            sha256=_sha256_of(path),
-            size=stat.st_size,
-            upload_time=stat.st_mtime,
-            requires_python=meta.requires_python,
-            core_metadata_sha256=core_sha,
-            yanked=yanked,
-            backend_ref=ref,
-        )
+                    stat = path.stat()
+                except FileNotFoundError:
+                    continue
+                yield StoredFile(
+                    ref=path.relative_to(self.root).as_posix(),
+                    filename=name,
+                    size=stat.st_size,
+                    mtime=stat.st_mtime,
+                    yanked=_read_text_or_none(_yanked_path(path)),
+                    has_metadata=_metadata_path(path).exists(),
+                )
 
     # -- remote index -------------------------------------------------------------------
     def read_index(self) -> tuple[bytes, str] | None:
@@ -304,14 +256,12 @@ class FileSystemBackend(Backend):
         return path
 
     def _remove_stale_staging(self) -> None:
-        # Only old ones: another server on this storage may be receiving one right now.
-        cutoff = time.time() - STALE_STAGING_SECONDS
-        for leftover in self._staging.glob(".upload-*"):
-            try:
-                if leftover.stat().st_mtime < cutoff:
-                    leftover.unlink()
-            except FileNotFoundError:
-                pass
+        # Another server on this storage may be receiving an upload right now: only the
+        # files of dead processes of this host go at once, others' once old.
+        for folder in (self._staging, self.root):
+            removed = remove_dead_leftovers(folder, _TEMPORARY, STALE_STAGING_SECONDS)
+            if removed:
+                log.info("removed %d temporary files left by a crash in %s", removed, folder)
 
 
 def _journal_record(line: bytes) -> FileRecord | None:
@@ -337,24 +287,15 @@ def _read_text_or_none(path: Path) -> str | None:
         return None
 
 
-def _link_if_absent(source: Path, target: Path) -> None:
-    try:
-        os.link(source, target)
-    except FileExistsError:
-        pass
-
-
 def _stat_version(stat: os.stat_result) -> str:
     # Every write replaces the file, so the inode alone changes with each write.
     return f"{stat.st_ino}-{stat.st_mtime_ns}-{stat.st_size}"
 
 
-def _sha256_of(path: Path) -> str:
-    hasher = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1024 * 1024):
-            hasher.update(chunk)
-    return hasher.hexdigest()
+def _storage_error(filename: str, exc: OSError) -> Exception:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return InsufficientStorage(f"the storage is full; {filename} was not stored")
+    return BackendError(f"cannot store {filename}: {exc}")
 
 
 def _fsync_path(path: Path) -> None:

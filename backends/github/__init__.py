@@ -15,6 +15,8 @@ SPEC = BackendSpec(
     create=create,
     commands={"init_pkg_repo": init_pkg_repo, "gen_gh_pages": gen_gh_pages},
     admin_secret=True,
+    client_secrets=False,  # the token's permission on the repository decides
+    max_file_bytes=2147483647,  # GitHub's largest release asset
 )
 
 __all__ = ["SPEC", "GitHubBackend", "GitHubConfig"]

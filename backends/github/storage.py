@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
 import io
 import logging
 import re
-import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +38,7 @@ from pywharf_core.backend import (
     OpenedFile,
     RedirectTo,
     StagedFile,
+    StoredFile,
 )
 from pywharf_core.errors import (
     AccessDenied,
@@ -49,11 +48,7 @@ from pywharf_core.errors import (
     FileExists,
     FileMissing,
     IndexConflict,
-    InvalidFilename,
-    InvalidMetadata,
 )
-from pywharf_core.metadata import read_dist_metadata
-from pywharf_core.names import parse_dist_filename
 from pywharf_core.records import FileRecord
 
 log = logging.getLogger(__name__)
@@ -70,8 +65,6 @@ class GitHubConfig:
     repo: str
     branch: str = "master"
     index_filename: str = "index.toml"
-    max_file_bytes: int = 2147483647
-    sync_index_interval: int = 60
     #: GitHub Enterprise Server: https://HOST/api/v3
     base_url: str = "https://api.github.com"
     #: Seconds to wait for GitHub on one request before answering 503.
@@ -83,8 +76,6 @@ class GitHubConfig:
     def __post_init__(self) -> None:
         if not self.owner or not self.repo:
             raise ValueError("owner and repo must not be empty")
-        if self.max_file_bytes <= 0 or self.sync_index_interval <= 0:
-            raise ValueError("max_file_bytes and sync_index_interval must be positive")
 
 
 def create(context: BackendContext, config: GitHubConfig) -> GitHubBackend:
@@ -172,8 +163,6 @@ def parse_body(body: str | None) -> dict[str, Any] | None:
 class GitHubBackend(Backend):
     def __init__(self, config: GitHubConfig, token: str) -> None:
         self.config = config
-        self.max_file_bytes = config.max_file_bytes
-        self.sync_index_interval = config.sync_index_interval
         self._token = token
         self._github = self._client(token)
         # Objects made without fetching them first.
@@ -227,10 +216,6 @@ class GitHubBackend(Backend):
     def put_file(
         self, record: FileRecord, staged: StagedFile, metadata: bytes | None = None
     ) -> FileRecord:
-        if staged.size > self.max_file_bytes:  # never send GitHub what it must refuse
-            from pywharf_core.errors import FileTooLarge
-
-            raise FileTooLarge(self.max_file_bytes)
         existing = self._published(record.filename)
         if existing is not None:
             raise FileExists(record.filename, self._sha_of(existing), self._ref_of(existing))
@@ -301,22 +286,21 @@ class GitHubBackend(Backend):
         metadata = assets.get(release.tag_name + ".metadata", "")
         return f"{release.id}/{dist}/{metadata}"
 
-    def open_file(self, record: FileRecord) -> OpenedFile:
-        return self._open_asset(self._asset_ids(record)[0], record.filename)
-
-    def open_metadata(self, record: FileRecord) -> OpenedFile:
-        meta_id = self._asset_ids(record)[1]
+    def open_file(self, record: FileRecord, *, metadata: bool = False) -> OpenedFile:
+        asset_id, meta_id = self._asset_ids(record.backend_ref, record.filename)
+        if not metadata:
+            return self._open_asset(asset_id, record.filename)
         if meta_id is None:
             raise FileMissing(record.filename + ".metadata")
         return self._open_asset(meta_id, record.filename + ".metadata")
 
     @staticmethod
-    def _asset_ids(record: FileRecord) -> tuple[int, int | None]:
+    def _asset_ids(ref: str, filename: str) -> tuple[int, int | None]:
         try:
-            _release, asset, meta = record.backend_ref.split("/")
+            _release, asset, meta = ref.split("/")
             return int(asset), int(meta) if meta else None
         except ValueError:
-            raise FileMissing(record.filename) from None
+            raise FileMissing(filename) from None
 
     def _open_asset(self, asset_id: int, what: str) -> OpenedFile:
         now = time.monotonic()
@@ -365,51 +349,56 @@ class GitHubBackend(Backend):
                 name=release.name, message=record_body(current.with_changes(yanked=reason))
             )
 
-    def list_files(self, known: Mapping[str, FileRecord] | None = None) -> Iterator[FileRecord]:
+    def list_files(self) -> Iterator[StoredFile]:
         with github_errors("the releases"):
             releases = list(self.repo.get_releases())
         for release in releases:
             if release.draft:
                 continue
-            try:
-                dist = parse_dist_filename(release.tag_name)
-            except InvalidFilename:
-                continue
-            ref = self._ref_of(release)
-            if ref.split("/")[1] == "":
-                continue  # no asset of that name: not a pywharf release
-            data = parse_body(release.body)
-            try:
-                if data is not None:
-                    yield FileRecord.from_dict({**data, "backend_ref": ref})
-                else:
-                    yield self._import(release, dist, ref)
-            except (InvalidMetadata, KeyError, ValueError) as exc:
-                log.warning("skipping release %s: %s", release.tag_name, exc)
+            sizes = {a.name: a.size for a in release.assets}
+            if release.tag_name not in sizes:
+                continue  # no asset of that name: not a release of a distribution file
+            stored = parse_body(release.body)
+            published = release.published_at or release.created_at
+            yanked = stored.get("yanked", False) if stored else False
+            yield StoredFile(
+                ref=self._ref_of(release),
+                filename=release.tag_name,
+                size=int(sizes[release.tag_name]),
+                mtime=published.timestamp() if published else 0.0,
+                yanked=None if yanked is False else ("" if yanked is True else str(yanked)),
+                has_metadata=release.tag_name + ".metadata" in sizes,
+                stored=stored,
+            )
 
-    def _import(self, release: Any, dist: Any, ref: str) -> FileRecord:
-        """A release made by other means: read its file once, and write its record into
-        the release body so that the next run need not read it again."""
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / dist.filename
-            sha256 = self._download(int(ref.split("/")[1]), dist.filename, path)
-            meta = read_dist_metadata(path, dist)
-            size = path.stat().st_size
-        published = release.published_at or dt.datetime.now(dt.timezone.utc)
-        record = FileRecord(
-            project=dist.project,
-            filename=dist.filename,
-            version=str(dist.version),
-            sha256=sha256,
-            size=size,
-            upload_time=published.timestamp(),
-            requires_python=meta.requires_python,
-        )
-        with github_errors(dist.filename):
-            release.update_release(name=release.name, message=record_body(record))
-        return record.with_changes(backend_ref=ref)
+    def fetch_file(self, entry: StoredFile, into: Path) -> Path:
+        self._download(self._asset_ids(entry.ref, entry.filename)[0], entry.filename, into)
+        return into
 
-    def _download(self, asset_id: int, what: str, target: Path) -> str:
+    def adopt_file(
+        self, entry: StoredFile, record: FileRecord, metadata: bytes | None
+    ) -> FileRecord:
+        """Upload the metadata asset if it is missing, and write the record into the
+        release body, so that the next run need not read the file again."""
+        release = self._published(entry.filename)
+        if release is None:
+            raise FileMissing(entry.filename)
+        with github_errors(entry.filename):
+            if metadata is not None and not entry.has_metadata:
+                release.upload_asset_from_memory(
+                    io.BytesIO(metadata),
+                    len(metadata),
+                    name=entry.filename + ".metadata",
+                    content_type="text/plain",
+                )
+                release = self._published(entry.filename) or release
+            adopted = record.with_changes(backend_ref=self._ref_of(release))
+            if adopted.backend_ref.endswith("/"):  # no metadata asset after all
+                adopted = adopted.with_changes(core_metadata_sha256=None)
+            release.update_release(name=release.name, message=record_body(adopted))
+        return adopted
+
+    def _download(self, asset_id: int, what: str, target: Path) -> None:
         opened = self._open_asset(asset_id, what)
         if isinstance(opened, RedirectTo):
             try:
@@ -419,15 +408,12 @@ class GitHubBackend(Backend):
                 raise BackendUnavailable(f"cannot download {what}: {exc}") from exc
             opened = FileStream(response.iter_content(CHUNK), None, response.close)
         assert isinstance(opened, FileStream)
-        hasher = hashlib.sha256()
         try:
             with target.open("wb") as handle:
                 for chunk in opened.chunks:
-                    hasher.update(chunk)
                     handle.write(chunk)
         finally:
             opened.close()
-        return hasher.hexdigest()
 
     # -- remote index -------------------------------------------------------------------------
     def read_index(self) -> tuple[bytes, str] | None:

@@ -17,9 +17,8 @@ Downloads redirect to presigned URLs, or stream through the server (``proxy_down
 from __future__ import annotations
 
 import calendar
-import hashlib
 import logging
-import tempfile
+import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -28,15 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from pywharf_core.backend import (
-    Access,
     Backend,
     BackendContext,
     FileStream,
     OpenedFile,
     RedirectTo,
     StagedFile,
-    compare_secrets,
-    require_client_secrets,
+    StoredFile,
 )
 from pywharf_core.errors import (
     AccessDenied,
@@ -46,11 +43,7 @@ from pywharf_core.errors import (
     FileExists,
     FileMissing,
     IndexConflict,
-    InvalidFilename,
-    InvalidMetadata,
 )
-from pywharf_core.metadata import read_dist_metadata
-from pywharf_core.names import parse_dist_filename
 from pywharf_core.records import FileRecord
 
 log = logging.getLogger(__name__)
@@ -61,6 +54,8 @@ INDEX_KEY = "index.toml"
 PART_BYTES = 8 * 1024 * 1024
 DOWNLOAD_CHUNK = 1024 * 1024
 KNOWN_PRESENT_MAX = 200_000
+#: Multipart uploads begun longer ago than this are abandoned (update_index aborts them).
+ABANDONED_UPLOAD_SECONDS = 24 * 3600
 _UNAVAILABLE_CODES = {
     "SlowDown",
     "Throttling",
@@ -80,10 +75,6 @@ class S3Config:
     prefix: str | None = None
     endpoint_url: str | None = None
     region: str | None = None
-    read_secret: str | None = None
-    write_secret: str | None = None
-    max_file_bytes: int = 5368709119
-    sync_index_interval: int = 60
     #: Lifetime of presigned download URLs, seconds.
     presign_expires: int = 300
     #: Stream downloads through the server instead of redirecting to the bucket.
@@ -92,12 +83,11 @@ class S3Config:
     def __post_init__(self) -> None:
         if not self.bucket:
             raise ValueError("bucket must not be empty")
-        if min(self.max_file_bytes, self.sync_index_interval, self.presign_expires) <= 0:
-            raise ValueError("max_file_bytes, sync_index_interval, presign_expires must be > 0")
+        if self.presign_expires <= 0:
+            raise ValueError("presign_expires must be positive")
 
 
 def create(context: BackendContext, config: S3Config) -> S3Backend:
-    require_client_secrets(context, config)
     try:
         import boto3
         from botocore.config import Config
@@ -131,10 +121,30 @@ def create(context: BackendContext, config: S3Config) -> S3Backend:
     return S3Backend(client, config, prefix)
 
 
+#: After S3 was found unreachable, downloads check it again before redirecting to a
+#: presigned URL, for this many seconds (a URL into an outage cannot work).
+DOWN_RECHECK_SECONDS = 30
+
+
+class _Outage:
+    """When S3 was last found unreachable (shared by the backend's calls)."""
+
+    def __init__(self) -> None:
+        self.until = 0.0
+
+    def seen(self) -> None:
+        self.until = time.monotonic() + DOWN_RECHECK_SECONDS
+
+    @property
+    def suspected(self) -> bool:
+        return time.monotonic() < self.until
+
+
 @contextmanager
-def s3_errors(what: str) -> Iterator[None]:
+def s3_errors(what: str, outage: _Outage | None = None) -> Iterator[None]:
     """Translate botocore's errors into pywharf's, in this one place. A 404 becomes
-    ``FileMissing``; a 412 stays a ``ClientError`` for the caller to interpret."""
+    ``FileMissing``; a failed condition (412, or 409 ``ConditionalRequestConflict`` for
+    racing conditional writes) stays a ``ClientError`` for the caller to interpret."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
@@ -143,11 +153,13 @@ def s3_errors(what: str) -> Iterator[None]:
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-        if status == 412 or code == "PreconditionFailed":
+        if _is_precondition_failure(exc):
             raise
         if status == 404 or code in ("NoSuchKey", "NotFound", "404"):
             raise FileMissing(what) from exc
         if code in _UNAVAILABLE_CODES or status >= 500 or status == 429:
+            if outage is not None:
+                outage.seen()
             raise BackendUnavailable(f"S3 is unavailable ({code or status}) for {what}") from exc
         if status == 403 or code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
             raise AccessDenied(f"S3 refused the credentials ({code}) for {what}") from exc
@@ -155,16 +167,25 @@ def s3_errors(what: str) -> Iterator[None]:
             f"S3 error {code or status} for {what}: {error.get('Message', '')}"
         ) from exc
     except BotoCoreError as exc:  # no connection, timeouts, …
+        if outage is not None:
+            outage.seen()
         raise BackendUnavailable(f"S3 cannot be reached for {what}: {exc}") from exc
 
 
 def _is_precondition_failure(exc: Exception) -> bool:
+    """A conditional write that lost: 412 PreconditionFailed, or 409
+    ConditionalRequestConflict (AWS's answer to racing conditional writes of one key)."""
     from botocore.exceptions import ClientError
 
     if not isinstance(exc, ClientError):
         return False
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return bool(status == 412 or exc.response.get("Error", {}).get("Code") == "PreconditionFailed")
+    code = exc.response.get("Error", {}).get("Code")
+    return bool(
+        status == 412
+        or code in ("PreconditionFailed", "ConditionalRequestConflict")
+        or (status == 409 and code in (None, "", "ConditionalRequestConflict"))
+    )
 
 
 class S3Backend(Backend):
@@ -173,14 +194,10 @@ class S3Backend(Backend):
         self.config = config
         self.bucket = config.bucket
         self.prefix = prefix
-        self.max_file_bytes = config.max_file_bytes
-        self.sync_index_interval = config.sync_index_interval
+        self._outage = _Outage()
         # Keys seen to exist. Files are immutable, so one HEAD per key per server life
         # keeps "missing" an honest FileMissing without a HEAD on every download.
         self._present: OrderedDict[str, None] = OrderedDict()
-
-    def check_access(self, secret: str) -> Access:
-        return compare_secrets(secret, self.config.read_secret, self.config.write_secret)
 
     # -- files ------------------------------------------------------------------------
     def put_file(
@@ -209,10 +226,7 @@ class S3Backend(Backend):
         except Exception as exc:
             if not _is_precondition_failure(exc):
                 raise
-            stored_sha256 = self._stored_sha256(key)
-            if stored_sha256 == record.sha256 and metadata is not None:
-                self._put_metadata_if_absent(key, metadata)  # repair after a crash
-            raise FileExists(record.filename, stored_sha256, key) from None
+            raise FileExists(record.filename, self._stored_sha256(key), key) from None
         # Written after the file: a losing replica must never replace the winner's.
         if metadata is not None:
             with s3_errors(record.filename + ".metadata"):
@@ -275,26 +289,23 @@ class S3Backend(Backend):
             if not _is_precondition_failure(exc):
                 raise
 
-    def open_file(self, record: FileRecord) -> OpenedFile:
-        return self._open(record.backend_ref or self._key(record.project, record.filename))
-
-    def open_metadata(self, record: FileRecord) -> OpenedFile:
+    def open_file(self, record: FileRecord, *, metadata: bool = False) -> OpenedFile:
         key = record.backend_ref or self._key(record.project, record.filename)
-        return self._open(key + ".metadata")
+        return self._open(key + ".metadata" if metadata else key)
 
     def _open(self, key: str) -> OpenedFile:
         if not key.startswith(self.prefix):  # a reference from the index, outside ours
             raise FileMissing(key)
         if not self.config.proxy_downloads:
             self._check_present(key)
-            with s3_errors(key):
+            with s3_errors(key, self._outage):
                 url = self.client.generate_presigned_url(
                     "get_object",
                     Params={"Bucket": self.bucket, "Key": key},
                     ExpiresIn=self.config.presign_expires,
                 )
             return RedirectTo(str(url))
-        with s3_errors(key):
+        with s3_errors(key, self._outage):
             response = self.client.get_object(Bucket=self.bucket, Key=key)
         body = response["Body"]
         return FileStream(
@@ -304,9 +315,11 @@ class S3Backend(Backend):
         )
 
     def _check_present(self, key: str) -> None:
-        if key in self._present:
+        # A key seen before needs no HEAD, unless S3 was unreachable lately: a presigned
+        # URL into an outage cannot work, and the client had better hear 503.
+        if key in self._present and not self._outage.suspected:
             return
-        with s3_errors(key):
+        with s3_errors(key, self._outage):
             self.client.head_object(Bucket=self.bucket, Key=key)
         self._present[key] = None
         while len(self._present) > KNOWN_PRESENT_MAX:
@@ -320,10 +333,10 @@ class S3Backend(Backend):
             else:
                 self.client.put_object(Bucket=self.bucket, Key=key, Body=reason.encode("utf-8"))
 
-    def list_files(self, known: Mapping[str, FileRecord] | None = None) -> Iterator[FileRecord]:
-        known = known or {}
+    def list_files(self) -> Iterator[StoredFile]:
+        self._abort_abandoned_uploads()
         objects: dict[str, dict[str, Any]] = {}
-        with s3_errors("the bucket listing"):
+        with s3_errors("the bucket listing", self._outage):
             paginator = self.client.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
                 for item in page.get("Contents", []):
@@ -332,74 +345,69 @@ class S3Backend(Backend):
             name = key.rsplit("/", 1)[-1]
             if key == self.prefix + INDEX_KEY or name.endswith((".metadata", ".yanked")):
                 continue
-            try:
-                dist = parse_dist_filename(name)
-            except InvalidFilename:
-                continue
             item = objects[key]
-            yanked = self._read_text(key + ".yanked") if key + ".yanked" in objects else None
-            previous = known.get(key)
-            if (
-                previous is not None
-                and previous.size == item["Size"]
-                and previous.upload_time == _epoch(item["LastModified"])
-            ):
-                yield previous.with_changes(yanked=yanked)
-                continue
-            try:
-                yield self._describe(key, item, dist, key + ".metadata" in objects, yanked)
-            except InvalidMetadata as exc:
-                log.warning("skipping s3://%s/%s: %s", self.bucket, key, exc.message)
+            yield StoredFile(
+                ref=key,
+                filename=name,
+                size=int(item["Size"]),
+                mtime=_epoch(item["LastModified"]),
+                yanked=self._read_text(key + ".yanked") if key + ".yanked" in objects else None,
+                has_metadata=key + ".metadata" in objects,
+            )
 
-    def _describe(
-        self, key: str, item: dict[str, Any], dist: Any, has_metadata: bool, yanked: str | None
-    ) -> FileRecord:
-        with s3_errors(key):
-            head = self.client.head_object(Bucket=self.bucket, Key=key)
+    def _abort_abandoned_uploads(self) -> None:
+        """Abort multipart uploads under this prefix begun more than a day ago: a server
+        that died, or an abort that failed during an outage, leaves their parts billed
+        but invisible. (On AWS a bucket lifecycle rule does the same: README.)"""
+        cutoff = time.time() - ABANDONED_UPLOAD_SECONDS
+        try:
+            with s3_errors("the multipart upload listing", self._outage):
+                paginator = self.client.get_paginator("list_multipart_uploads")
+                for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix):
+                    for upload in page.get("Uploads", []):
+                        if _epoch(upload["Initiated"]) < cutoff:
+                            self.client.abort_multipart_upload(
+                                Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                            )
+                            log.info("aborted an abandoned multipart upload of %s", upload["Key"])
+        except (BackendError, FileMissing) as exc:
+            log.warning("could not sweep abandoned multipart uploads: %s", exc)
+
+    def stored_fields(self, entry: StoredFile) -> Mapping[str, Any] | None:
+        """The record fields ``put_file`` kept in the object's metadata (one HEAD)."""
+        with s3_errors(entry.ref, self._outage):
+            head = self.client.head_object(Bucket=self.bucket, Key=entry.ref)
         meta = head.get("Metadata", {})
-        sha256 = meta.get("sha256")
-        requires_python = meta.get("requires-python")
-        core_sha = meta.get("core-metadata-sha256") if has_metadata else None
-        if sha256 is None or (dist.is_wheel and core_sha is None):
-            # Put into the bucket by other means: read it once, as the job's import path.
-            sha256, requires_python, core_sha = self._import(key, dist)
-        return FileRecord(
-            project=dist.project,
-            filename=dist.filename,
-            version=str(dist.version),
-            sha256=sha256,
-            size=int(item["Size"]),
-            upload_time=_epoch(item["LastModified"]),
-            requires_python=requires_python,
-            yanked=yanked,
-            core_metadata_sha256=core_sha,
-            backend_ref=key,
-        )
+        if not meta.get("sha256"):
+            return None
+        return {
+            "sha256": meta["sha256"],
+            "requires_python": meta.get("requires-python"),
+            "core_metadata_sha256": meta.get("core-metadata-sha256"),
+        }
 
-    def _import(self, key: str, dist: Any) -> tuple[str, str | None, str | None]:
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / dist.filename
-            with s3_errors(key):
-                self.client.download_file(self.bucket, key, str(path))
-            hasher = hashlib.sha256()
-            with path.open("rb") as handle:
-                while chunk := handle.read(DOWNLOAD_CHUNK):
-                    hasher.update(chunk)
-            meta = read_dist_metadata(path, dist)
-        core_sha = None
-        if meta.core_metadata is not None:
-            core_sha = hashlib.sha256(meta.core_metadata).hexdigest()
-            self._put_metadata_if_absent(key, meta.core_metadata)
-        return hasher.hexdigest(), meta.requires_python, core_sha
+    def fetch_file(self, entry: StoredFile, into: Path) -> Path:
+        if not entry.ref.startswith(self.prefix):
+            raise FileMissing(entry.ref)
+        with s3_errors(entry.ref, self._outage):
+            self.client.download_file(self.bucket, entry.ref, str(into))
+        return into
+
+    def adopt_file(
+        self, entry: StoredFile, record: FileRecord, metadata: bytes | None
+    ) -> FileRecord:
+        if metadata is not None:
+            self._put_metadata_if_absent(entry.ref, metadata)
+        return record
 
     def _read_text(self, key: str) -> str:
-        with s3_errors(key):
+        with s3_errors(key, self._outage):
             return str(self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read().decode())
 
     # -- remote index -------------------------------------------------------------------
     def read_index(self) -> tuple[bytes, str] | None:
         try:
-            with s3_errors("the index"):
+            with s3_errors("the index", self._outage):
                 response = self.client.get_object(Bucket=self.bucket, Key=self.prefix + INDEX_KEY)
                 return bytes(response["Body"].read()), str(response["ETag"])
         except FileMissing:
@@ -407,7 +415,7 @@ class S3Backend(Backend):
 
     def index_version(self) -> str | None:
         try:
-            with s3_errors("the index"):
+            with s3_errors("the index", self._outage):
                 head = self.client.head_object(Bucket=self.bucket, Key=self.prefix + INDEX_KEY)
                 return str(head["ETag"])
         except FileMissing:
@@ -418,7 +426,7 @@ class S3Backend(Backend):
             {"IfNoneMatch": "*"} if expected_version is None else {"IfMatch": expected_version}
         )
         try:
-            with s3_errors("the index"):
+            with s3_errors("the index", self._outage):
                 response = self.client.put_object(
                     Bucket=self.bucket,
                     Key=self.prefix + INDEX_KEY,

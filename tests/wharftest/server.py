@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import re
 import signal
@@ -162,7 +163,9 @@ def upload_file(
 ) -> requests.Response:
     """A minimal legacy-API upload, streamed from ``path`` (for tests that are not about
     a particular client)."""
-    fields = {":action": "file_upload", "name": name, "version": version}
+    with path.open("rb") as handle:
+        sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
+    fields = {":action": "file_upload", "name": name, "version": version, "sha256_digest": sha256}
     with path.open("rb") as handle:
         return requests.post(
             server.url + "simple/",
