@@ -242,7 +242,8 @@ class BackendSpec:
     ``pywharf <type>.<name>``. ``admin_secret``: the server needs an admin secret for
     this type. ``client_secrets``: clients log in with the core's read and write
     secrets (``False``: the backend's ``check_access`` decides, and those keys are
-    refused). ``max_file_bytes``: the default largest file.
+    refused). ``file_size_limit``: the largest file the storage takes, the default of
+    the repository's ``max_file_bytes``.
     """
 
     type: str
@@ -251,7 +252,7 @@ class BackendSpec:
     commands: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
     admin_secret: bool = False
     client_secrets: bool = True
-    max_file_bytes: int = 5368709119
+    file_size_limit: int = 5368709119
 
 
 def available_backend_types() -> list[str]:

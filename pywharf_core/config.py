@@ -156,7 +156,7 @@ def split_table(
                 table=table,
                 key=key,
             )
-    policy_values.setdefault("max_file_bytes", spec.max_file_bytes)
+    policy_values.setdefault("max_file_bytes", spec.file_size_limit)
     policy: RepoPolicy = build_settings(RepoPolicy, policy_values, source=source, table=table)
     if serving and spec.client_secrets:
         _check_secrets(policy, source, table)

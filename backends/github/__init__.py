@@ -16,7 +16,7 @@ SPEC = BackendSpec(
     commands={"init_pkg_repo": init_pkg_repo, "gen_gh_pages": gen_gh_pages},
     admin_secret=True,
     client_secrets=False,  # the token's permission on the repository decides
-    max_file_bytes=2147483647,  # GitHub's largest release asset
+    file_size_limit=2147483647,  # GitHub's largest release asset
 )
 
 __all__ = ["SPEC", "GitHubBackend", "GitHubConfig"]
