@@ -232,12 +232,18 @@ def test_s3_gone_means_503_and_the_last_good_index(start_server, tmp_path: Path,
         assert upload_file(server, dists.base_wheel.path, "Foo_Bar.baz", "1.0", WRITE).ok
         update_index(endpoint, bucket)
         wait_for(lambda: int(get(server, "index_mtime/", auth=READ).text) > 0, timeout=3)
+        file_url = f"simple/foo-bar-baz/{dists.base_wheel.filename}"
+        assert get(server, file_url, auth=READ).status_code == 302  # presigned, key known
     finally:
         moto.stop()
     refused = upload_file(server, dists.app_wheel.path, "demo-app", "0.1", WRITE)
     assert refused.status_code == 503
     assert int(refused.headers["Retry-After"]) > 0
     assert "unavailable" in refused.text
+    # A presigned URL into the outage could not work: the download says 503 instead.
+    download = get(server, file_url, auth=READ)
+    assert download.status_code == 503, download.headers
+    assert int(download.headers["Retry-After"]) > 0
     page = get(server, "simple/foo-bar-baz/", auth=READ)
     assert page.status_code == 200 and dists.base_wheel.filename in page.text
     wait_for(lambda: get(server, "readyz").json()["repositories"]["cloud"]["sync_failures"] > 0, 5)
@@ -262,3 +268,42 @@ def test_admin_secret_must_be_a_key_pair(tmp_path: Path, moto_url: str, bucket: 
     assert (
         f"{config} [cloud]" in result.stderr and "ACCESS_KEY_ID:SECRET_ACCESS_KEY" in result.stderr
     )
+
+
+def test_a_lost_conditional_race_is_a_conflict_not_an_error() -> None:
+    # AWS answers racing conditional CompleteMultipartUpload calls with 409
+    # ConditionalRequestConflict; it means what 412 means.
+    from botocore.exceptions import ClientError
+    from pywharf_backends.s3.storage import _is_precondition_failure
+
+    def error(status: int, code: str) -> ClientError:
+        return ClientError(
+            {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "op"
+        )
+
+    assert _is_precondition_failure(error(409, "ConditionalRequestConflict"))
+    assert _is_precondition_failure(error(412, "PreconditionFailed"))
+    assert not _is_precondition_failure(error(409, "BucketAlreadyOwnedByYou"))
+    assert not _is_precondition_failure(error(500, "InternalError"))
+
+
+def test_update_index_aborts_abandoned_multipart_uploads(
+    moto_url: str, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pywharf_backends.s3 import storage
+
+    client = s3_client(moto_url)
+    mine = client.create_multipart_upload(Bucket=bucket, Key="cloud/x/x-1.0.tar.gz")
+    other = client.create_multipart_upload(Bucket=bucket, Key="elsewhere/y-1.0.tar.gz")
+    backend = create(
+        BackendContext("cloud", Path("."), KEYS), S3Config(bucket=bucket, endpoint_url=moto_url)
+    )
+    # moto stamps every multipart upload with one fixed date in 2010: the age limit is
+    # moved instead of the clock. Younger than the limit: left alone.
+    monkeypatch.setattr(storage, "ABANDONED_UPLOAD_SECONDS", 100 * 365 * 86400)
+    list(backend.list_files())
+    assert len(client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])) == 2
+    monkeypatch.setattr(storage, "ABANDONED_UPLOAD_SECONDS", 24 * 3600)
+    list(backend.list_files())
+    left = [u["UploadId"] for u in client.list_multipart_uploads(Bucket=bucket)["Uploads"]]
+    assert left == [other["UploadId"]] and mine["UploadId"] not in left

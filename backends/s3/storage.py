@@ -210,7 +210,7 @@ class S3Backend(Backend):
         if record.core_metadata_sha256:
             object_metadata["core-metadata-sha256"] = record.core_metadata_sha256
         try:
-            with s3_errors(record.filename):
+            with s3_errors(record.filename, self._outage):
                 if staged.size <= PART_BYTES:
                     with staged.open() as body:
                         self.client.put_object(
@@ -229,14 +229,14 @@ class S3Backend(Backend):
             raise FileExists(record.filename, self._stored_sha256(key), key) from None
         # Written after the file: a losing replica must never replace the winner's.
         if metadata is not None:
-            with s3_errors(record.filename + ".metadata"):
+            with s3_errors(record.filename + ".metadata", self._outage):
                 self.client.put_object(
                     Bucket=self.bucket,
                     Key=key + ".metadata",
                     Body=metadata,
                     ContentType="text/plain; charset=utf-8",
                 )
-        with s3_errors(record.filename):
+        with s3_errors(record.filename, self._outage):
             stored = self.client.head_object(Bucket=self.bucket, Key=key)
         return record.with_changes(backend_ref=key, upload_time=_epoch(stored["LastModified"]))
 
@@ -274,14 +274,14 @@ class S3Backend(Backend):
             raise
 
     def _stored_sha256(self, key: str) -> str | None:
-        with s3_errors(key):
+        with s3_errors(key, self._outage):
             head = self.client.head_object(Bucket=self.bucket, Key=key)
         sha256 = head.get("Metadata", {}).get("sha256")
         return None if sha256 is None else str(sha256)
 
     def _put_metadata_if_absent(self, key: str, metadata: bytes) -> None:
         try:
-            with s3_errors(key + ".metadata"):
+            with s3_errors(key + ".metadata", self._outage):
                 self.client.put_object(
                     Bucket=self.bucket, Key=key + ".metadata", Body=metadata, IfNoneMatch="*"
                 )
@@ -309,7 +309,7 @@ class S3Backend(Backend):
             response = self.client.get_object(Bucket=self.bucket, Key=key)
         body = response["Body"]
         return FileStream(
-            chunks=_guarded(body.iter_chunks(DOWNLOAD_CHUNK), key),
+            chunks=_guarded(body.iter_chunks(DOWNLOAD_CHUNK), key, self._outage),
             size=int(response["ContentLength"]),
             close=body.close,
         )
@@ -327,7 +327,7 @@ class S3Backend(Backend):
 
     def set_yanked(self, record: FileRecord, reason: str | None) -> None:
         key = (record.backend_ref or self._key(record.project, record.filename)) + ".yanked"
-        with s3_errors(key):
+        with s3_errors(key, self._outage):
             if reason is None:
                 self.client.delete_object(Bucket=self.bucket, Key=key)
             else:
@@ -444,8 +444,8 @@ class S3Backend(Backend):
         return f"{self.prefix}{project}/{filename}"
 
 
-def _guarded(chunks: Iterator[bytes], key: str) -> Iterator[bytes]:
-    with s3_errors(key):
+def _guarded(chunks: Iterator[bytes], key: str, outage: _Outage) -> Iterator[bytes]:
+    with s3_errors(key, outage):
         yield from chunks
 
 
