@@ -40,6 +40,7 @@ from .negotiation import JSON_V1, TEXT_HTML
 from .proxy import ProxyHeadersMiddleware
 from .repository import Repositories, Repository
 from .sessions import SessionSigner
+from .upstream import UpstreamCollector
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ def create_app(
         Route("/{project}/{filename}", views.download, methods=["GET"]),
         Route("/{project}/{filename}/yank", views.yank, methods=["POST"]),
         Route("/{project}/{filename}/unyank", views.unyank, methods=["POST"]),
+        Route("/{project}/refresh", views.refresh_upstream, methods=["POST"]),
     ]
     state = Repositories(repositories)
     metrics = ops.Metrics()
@@ -107,6 +109,7 @@ def create_app(
     app.state.runtime = runtime
     # Read at scrape time: the served repositories may be replaced while running.
     metrics.watch(lambda: app.state.repositories)
+    metrics.registry.register(UpstreamCollector(lambda: app.state.repositories))
     app.state.extra_index_url = extra_index_url.rstrip("/") + "/" if extra_index_url else None
     return app
 

@@ -209,6 +209,18 @@ class Backend(abc.ABC):
         ``update_index`` runs. Default: reports nothing."""
         return [], cursor
 
+    def put_cached(self, key: str, staged: Path) -> None:
+        """Keep a file fetched from the repository's upstream index (``key`` is
+        ``<project>/<filename>``), apart from the repository's own files: never listed by
+        ``list_files``, shared by the servers on this storage. Create-only and atomic
+        like ``put_file`` (``FileExists`` when present). Default: ``NotSupported``, and the
+        core keeps the upstream cache under the server's ROOT."""
+        raise NotSupported("an upstream cache")
+
+    def open_cached(self, key: str) -> OpenedFile:
+        """How to deliver a file kept by ``put_cached``; ``FileMissing`` when absent."""
+        raise NotSupported("an upstream cache")
+
     def index_version(self) -> str | None:
         """Cheap "changed?" probe of the remote index; override when cheaper than a read."""
         current = self.read_index()

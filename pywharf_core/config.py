@@ -28,6 +28,7 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import toml
 
@@ -93,18 +94,40 @@ class RepoPolicy:
     max_file_bytes: int = 5368709119
     #: Seconds between checks of the remote index.
     sync_index_interval: int = 60
+    #: An index (PEP 503/691) behind this repository: projects with no private file are
+    #: served from it (cached). Credentials may be part of the URL.
+    upstream_url: str | None = None
+    #: Seconds an upstream project page is fresh.
+    upstream_ttl: int = 600
+    #: Projects that may mix private and upstream files (normalized names or patterns).
+    upstream_allow: tuple[str, ...] = ()
+    #: Seconds: upstream files younger than this (or without an upload time) are hidden.
+    upstream_cooldown: int = 0
+    #: Name patterns never asked of upstream (reserved for private projects).
+    upstream_deny: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.max_file_bytes <= 0:
             raise ValueError("max_file_bytes must be positive")
         if self.sync_index_interval <= 0:
             raise ValueError("sync_index_interval must be positive")
+        if self.upstream_ttl < 0 or self.upstream_cooldown < 0:
+            raise ValueError("upstream_ttl and upstream_cooldown must not be negative")
+        if self.upstream_url is not None:
+            check_upstream_url(self.upstream_url)
 
     def __repr__(self) -> str:  # never print a secret
         return (
             f"RepoPolicy(max_file_bytes={self.max_file_bytes}, "
             f"sync_index_interval={self.sync_index_interval})"
         )
+
+
+def check_upstream_url(url: str) -> None:
+    """``ValueError`` unless ``url`` is an absolute http(s) URL (credentials allowed)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("upstream_url must be an http:// or https:// index URL")
 
 
 POLICY_KEYS = tuple(f.name for f in dataclasses.fields(RepoPolicy))
@@ -312,7 +335,7 @@ def _coerce(value: Any, hint: Any, *, source: str, table: str, key: str) -> Any:
         converted = _convert(value, option)
         if converted is not _FAIL:
             return converted
-    wanted = " or ".join(getattr(o, "__name__", str(o)) for o in options if o is not type(None))
+    wanted = " or ".join(_type_name(o) for o in options if o is not type(None))
     raise ConfigError(f"expected {wanted}, got {value!r}", source=source, table=table, key=key)
 
 
@@ -343,7 +366,19 @@ def _convert(value: Any, kind: Any) -> Any:
             if isinstance(value, (str, int, float)) and not isinstance(value, bool)
             else _FAIL
         )
+    if typing.get_origin(kind) is tuple:  # tuple[str, ...]: a TOML array of strings
+        if isinstance(value, str):  # the command line: comma-separated
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        return _FAIL
     return value if isinstance(value, kind) else _FAIL
+
+
+def _type_name(kind: Any) -> str:
+    if typing.get_origin(kind) is tuple:
+        return "an array of strings"
+    return str(getattr(kind, "__name__", kind))
 
 
 def _is_union(hint: Any) -> bool:

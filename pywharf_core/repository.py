@@ -19,6 +19,7 @@ from .indexfile import load_index
 from .memory import release_free_memory
 from .pagecache import PageCache
 from .records import FileRecord
+from .upstream import Upstream
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,8 @@ class Repository:
         #: Consecutive failed syncs (0 after a success); reported by /metrics.
         self.sync_failures = 0
         self._sync_lock = threading.Lock()
+        #: The upstream index behind this repository, if it has one.
+        self.upstream: Upstream | None = None
         self._remote: dict[str, FileRecord] = {}
         self._remote_version: str | None = None
         self._remote_loaded = False
@@ -76,6 +79,8 @@ class Repository:
         state = root / "cache" / config.name
         index = RepoIndex(state / "overlay.jsonl")
         repo = cls(config, backend, index, cache, state / "remote-index.json")
+        if config.policy.upstream_url:
+            repo.upstream = Upstream(config.policy, backend, state, config.name)
         repo.sync_logged()  # on failure: served from the overlay, /readyz says not synced
         return repo
 

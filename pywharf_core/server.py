@@ -8,6 +8,7 @@ generated once and kept in ``ROOT/embedded_default.toml`` (mode 0600).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import socket
@@ -22,7 +23,13 @@ import waitress
 from . import __version__, logs
 from .app import REASON_HEADER, create_app
 from .auth import AccessCache
-from .config import TomlSource, parse_admin_secrets, parse_repo_configs, read_toml
+from .config import (
+    TomlSource,
+    check_upstream_url,
+    parse_admin_secrets,
+    parse_repo_configs,
+    read_toml,
+)
 from .errors import ConfigError
 from .files import create_once
 from .flags import bool_flag, text_flag
@@ -76,6 +83,25 @@ def load_config(
     return LoadedConfig(repos, parse_admin_secrets(secrets_source, repos), False)
 
 
+def with_upstream(loaded: LoadedConfig, upstream_url: str | None) -> LoadedConfig:
+    """``--upstream_url``: the embedded default repository gets that upstream index."""
+    if not upstream_url:
+        return loaded
+    if not loaded.embedded_default:
+        raise ConfigError(
+            "--upstream_url applies to the embedded default only; with a configuration, "
+            'set upstream_url = "…" in the repository\'s table'
+        )
+    try:
+        check_upstream_url(upstream_url)
+    except ValueError as exc:
+        raise ConfigError(str(exc), key="upstream_url") from None
+    repo = loaded.repos[EMBEDDED_REPO]
+    policy = dataclasses.replace(repo.policy, upstream_url=upstream_url)
+    repos = {**loaded.repos, EMBEDDED_REPO: dataclasses.replace(repo, policy=policy)}
+    return dataclasses.replace(loaded, repos=repos)
+
+
 def _embedded_default_source(root: Path) -> TomlSource:
     path = root / EMBEDDED_DEFAULT_FILE
     if not path.exists():
@@ -106,6 +132,7 @@ def run_server(
     auth_read_expires: int = 3600,
     auth_write_expires: int = 300,
     extra_index_url: str | None = None,
+    upstream_url: str | None = None,
     trusted_proxy: str | None = None,
     initialize_secret: str | None = None,
     session_key: str | None = None,
@@ -129,7 +156,12 @@ def run_server(
         auth_read_expires: seconds a verified read secret is remembered.
         auth_write_expires: seconds a verified write secret is remembered.
         extra_index_url: redirect requests for projects this server does not hold to
-            this index. Off by default, for safety against dependency confusion.
+            this index. Off by default, for safety against dependency confusion; prefer
+            --upstream_url.
+        upstream_url: an index (e.g. https://pypi.org/simple/) behind the embedded default
+            repository: one index URL for private and public packages, cached, private
+            names never asked of upstream. With --config, set upstream_url in a
+            repository's table instead.
         trusted_proxy: comma-separated addresses of reverse proxies (or *) whose
             X-Forwarded-Proto, X-Forwarded-Host and X-Forwarded-Prefix headers are
             believed. Other peers' forwarded headers are ignored.
@@ -160,7 +192,9 @@ def run_server(
     logs.configure(debug)
     root_path = Path(str(root)).resolve()
     root_path.mkdir(parents=True, exist_ok=True)
-    loaded = load_config(root_path, config, admin_secret, can_be_text)
+    loaded = with_upstream(
+        load_config(root_path, config, admin_secret, can_be_text), text_flag(upstream_url)
+    )
     cache = AccessCache(int(auth_read_expires), int(auth_write_expires))
 
     def publish(repositories: Repositories) -> None:
@@ -268,6 +302,11 @@ def banner(repositories: Mapping[str, Repository], url: str, embedded_default: b
         f"pywharf {__version__}: serving {len(repositories)} repository(ies): "
         + ", ".join(f"{n} ({r.config.spec.type})" for n, r in repositories.items())
     ]
+    for name, repo in repositories.items():
+        if repo.upstream is not None:  # the URL without its credentials
+            lines.append(
+                f"Repository {name!r}: projects without private files come from {repo.upstream.url}"
+            )
     if embedded_default:
         repo = repositories[EMBEDDED_REPO]
         read, write = repo.policy.read_secret, repo.policy.write_secret

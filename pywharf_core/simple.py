@@ -8,6 +8,7 @@ Links are relative to the page (``…/simple/<project>/``), so the same page wor
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from html import escape
 from typing import Any
 from urllib.parse import quote
@@ -56,7 +57,11 @@ def file_data(record: FileRecord) -> dict[str, Any]:
 
 
 def _versions(records: tuple[FileRecord, ...]) -> list[str]:
-    unique = {record.version for record in records}
+    return sort_versions({record.version for record in records})
+
+
+def sort_versions(versions: Iterable[str]) -> list[str]:
+    """Distinct versions, oldest first (PEP 440 order; anything else after, by text)."""
 
     def key(version: str) -> tuple[int, Version | str]:
         try:
@@ -64,7 +69,7 @@ def _versions(records: tuple[FileRecord, ...]) -> list[str]:
         except InvalidVersion:
             return (1, version)
 
-    return sorted(unique, key=key)
+    return sorted(set(versions), key=key)
 
 
 def render(data: dict[str, Any], media_type: str) -> bytes:
@@ -99,16 +104,21 @@ def _project_page_html(data: dict[str, Any]) -> str:
         f"<h1>{title}</h1>\n",
     ]
     for item in data["files"]:
-        href = item["url"] + "".join(f"#{k}={v}" for k, v in item["hashes"].items())
+        hashes = item.get("hashes") or {}
+        best = (
+            {"sha256": hashes["sha256"]} if "sha256" in hashes else dict(list(hashes.items())[:1])
+        )
+        href = item["url"] + "".join(f"#{k}={v}" for k, v in best.items())
         attrs = [f'href="{escape(href)}"']
         if "requires-python" in item:
             attrs.append(f'data-requires-python="{escape(item["requires-python"])}"')
-        metadata = item["core-metadata"]
+        metadata = item.get("core-metadata", False)
         if metadata:
             # PEP 714: data-core-metadata, and the legacy name with the same value.
-            value = escape("".join(f"{k}={v}" for k, v in metadata.items()))
+            pairs = metadata.items() if isinstance(metadata, dict) else ()
+            value = escape("".join(f"{k}={v}" for k, v in pairs) or "true")
             attrs.append(f'data-core-metadata="{value}" data-dist-info-metadata="{value}"')
-        yanked = item["yanked"]
+        yanked = item.get("yanked", False)
         if yanked is not False:
             reason = "" if yanked is True else yanked
             attrs.append(f'data-yanked="{escape(reason)}"')

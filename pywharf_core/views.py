@@ -8,10 +8,12 @@ name) and ``/r/<repo>/simple/`` (username free, the password decides)::
     GET  /<project>/<filename>.metadata   its core metadata (PEP 658)
     POST /<project>/<filename>/yank   PEP 592 (form field ``reason``, optional)
     POST /<project>/<filename>/unyank
+    POST /<project>/refresh           drop the cached upstream page (upstream_url)
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -29,7 +31,7 @@ from starlette.responses import (
 
 from . import web
 from .auth import parse_basic_auth
-from .backend import Access, Backend, FileStream, LocalFile, OpenedFile, RedirectTo
+from .backend import Access, FileStream, LocalFile, OpenedFile, RedirectTo
 from .blocking import run_blocking
 from .dists import normalize
 from .errors import (
@@ -45,12 +47,14 @@ from .pagecache import RenderedPage, etag_matches
 from .records import FileRecord
 from .repository import Repositories, Repository
 from .sessions import is_browser
-from .simple import project_list_data, project_page_data, render
+from .simple import API_VERSION, project_list_data, project_page_data, render
 from .upload import accept_upload
+from .upstream import UPSTREAM_STATE_HEADER, Upstream, upstream_sha256
 
 PAGE_CACHE_CONTROL = "max-age=0, must-revalidate, private"
 FILE_CACHE_CONTROL = "max-age=31536000, immutable, private"
 METADATA_SUFFIX = ".metadata"
+METADATA_MEDIA_TYPE = "text/plain; charset=utf-8"
 SMALL_FILE = 256 * 1024  # whole GETs of local files up to this size are read in one go
 
 
@@ -115,10 +119,15 @@ async def project_page(request: Request) -> Response:
         return canonical_redirect(request, 1, project + "/")
     media_type = _media_type(request)
     records = repo.index.snapshot.files_of(project)
+    upstream = repo.upstream
+    if upstream is not None and upstream.serves(project, bool(records)):
+        answer = await _upstream_page(request, upstream, project, records or (), media_type)
+        if answer is not None:
+            return answer
     if not records:
-        upstream = request.app.state.extra_index_url
-        if upstream:
-            return RedirectResponse(f"{upstream}{project}/", status_code=302)
+        upstream_url = request.app.state.extra_index_url
+        if upstream_url:
+            return RedirectResponse(f"{upstream_url}{project}/", status_code=302)
         raise NotFound(f"Project {project!r} is not in this repository")
     if _browser_session(request):
         return await web.project_page(request, repo, project, request.state.session.access)
@@ -129,6 +138,37 @@ async def project_page(request: Request) -> Response:
         lambda: render(project_page_data(project, records), media_type),
     )
     return _page_response(request, page, media_type)
+
+
+async def _upstream_page(
+    request: Request,
+    upstream: Upstream,
+    project: str,
+    records: tuple[FileRecord, ...],
+    media_type: str,
+) -> Response | None:
+    """The page of a project served from the upstream index (with its private files when
+    it may mix); ``None`` when upstream has no such project but private files exist."""
+    try:
+        served = await run_blocking(upstream.page, project)
+    except FileMissing:
+        if records:
+            return None
+        raise NotFound(
+            f"Project {project!r} is not in this repository or its upstream index"
+        ) from None
+
+    def render_page() -> bytes:
+        return render(upstream.page_data(served, records, API_VERSION), media_type)
+
+    if records:  # mixed: rendered each time (both halves change independently)
+        body = render_page()
+        page = RenderedPage(body, f'"{hashlib.sha256(body).hexdigest()[:40]}"')
+    else:
+        page = upstream.pages.get(project, media_type, served.page, render_page)
+    response = _page_response(request, page, media_type)
+    response.headers[UPSTREAM_STATE_HEADER] = served.state
+    return response
 
 
 def _browser_session(request: Request) -> bool:
@@ -170,32 +210,43 @@ async def download(request: Request) -> Response:
     record = snapshot.find(project, filename)
     if record is not None:
         etag = f'"{record.sha256}"'
-        return await _serve(request, repo.backend, record, media_type_for(filename), etag)
-    if filename.endswith(METADATA_SUFFIX):
-        record = snapshot.find(project, filename.removesuffix(METADATA_SUFFIX))
+        opener = partial(repo.backend.open_file, record)
+        return await _serve(request, opener, media_type_for(filename), etag)
+    metadata = filename.endswith(METADATA_SUFFIX)
+    name = filename.removesuffix(METADATA_SUFFIX)
+    if metadata:
+        record = snapshot.find(project, name)
         if record is not None and record.core_metadata_sha256:
             etag = f'"{record.core_metadata_sha256}"'
-            return await _serve(
-                request, repo.backend, record, "text/plain; charset=utf-8", etag, metadata=True
-            )
+            opener = partial(repo.backend.open_file, record, metadata=True)
+            return await _serve(request, opener, METADATA_MEDIA_TYPE, etag)
+    upstream = repo.upstream
+    if upstream is not None and upstream.serves(project, snapshot.files_of(project) is not None):
+        try:
+            item = await run_blocking(upstream.find_file, project, name)
+        except FileMissing:
+            item = None
+        if item is not None and (not metadata or item.get("core-metadata")):
+            sha256 = upstream_sha256(item, metadata)
+            opener = partial(upstream.open_file, project, item, metadata=metadata)
+            media_type = METADATA_MEDIA_TYPE if metadata else media_type_for(filename)
+            return await _serve(request, opener, media_type, f'"{sha256}"' if sha256 else None)
     raise NotFound(f"File {filename!r} is not in this repository")
 
 
 async def _serve(
     request: Request,
-    backend: Backend,
-    record: FileRecord,
+    opener: Callable[[], OpenedFile],
     media_type: str,
-    etag: str,
-    *,
-    metadata: bool = False,
+    etag: str | None,
 ) -> Response:
-    headers = {"Cache-Control": FILE_CACHE_CONTROL, "ETag": etag}
-    if etag_matches(request.headers.get("if-none-match"), etag):  # the backend is not asked
-        return Response(status_code=304, headers=headers)
+    headers = {"Cache-Control": FILE_CACHE_CONTROL}
+    if etag is not None:
+        headers["ETag"] = etag
+        if etag_matches(request.headers.get("if-none-match"), etag):  # nothing is opened
+            return Response(status_code=304, headers=headers)
     whole_get = request.method == "GET" and "range" not in request.headers
-    opened = partial(backend.open_file, record, metadata=metadata)
-    return await run_blocking(_answer, opened, media_type, headers, whole_get)
+    return await run_blocking(_answer, opener, media_type, headers, whole_get)
 
 
 def _answer(
@@ -288,6 +339,19 @@ async def _set_yanked(request: Request, *, yanked: bool) -> Response:
         raise NotFound(f"File {filename!r} is not in this repository") from None
     state = f"yanked ({record.yanked or 'no reason given'})" if yanked else "no longer yanked"
     return PlainTextResponse(f"OK: {filename} is {state}\n")
+
+
+async def refresh_upstream(request: Request) -> Response:
+    """Drop the cached upstream page of a project (write secret): the next request asks
+    upstream again. Cached files stay: they are checked against upstream's hashes."""
+    refuse_cross_site(request)
+    repo = await authorize(request, Access.WRITE)
+    project = normalize(request.path_params["project"])
+    if repo.upstream is None:
+        raise BadRequest(f"Repository {repo.name!r} has no upstream index (upstream_url)")
+    dropped = await run_blocking(repo.upstream.forget, project)
+    state = "dropped" if dropped else "was not cached"
+    return PlainTextResponse(f"OK: the upstream page of {project} {state}\n")
 
 
 async def index_mtime(request: Request) -> Response:

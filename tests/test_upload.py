@@ -346,7 +346,9 @@ def test_rejected_uploads_leave_no_staging_files(server: WharfServer, tmp_path: 
     # Refusals at every step of the pipeline, made here (under xdist other tests of this
     # module may run on another worker's server).
     dist = build_wheel(tmp_path, "left-over", "1.0")
-    big = build_wheel(tmp_path / "big", "left-over", "2.0", extra={"left_over/x.bin": os.urandom(9000)})
+    big = build_wheel(
+        tmp_path / "big", "left-over", "2.0", extra={"left_over/x.bin": os.urandom(9000)}
+    )
     assert_refused(upload(server, dist.path, "left-over", "1.0", sha256_digest="0" * 64), 400)
     assert_refused(upload(server, dist.path, "other", "1.0"), 400)
     assert_refused(upload(server, big.path, "left-over", "2.0", auth=("small", "small-write")), 413)

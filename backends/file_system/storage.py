@@ -5,6 +5,7 @@
         <project>/<filename>             a distribution file (any layout is indexed)
         <project>/<filename>.metadata    its core metadata (PEP 658), when it has one
         <project>/<filename>.yanked      present when yanked (PEP 592); holds the reason
+        .pywharf-upstream/<project>/<filename>   files fetched from the upstream index
         .pywharf-journal.jsonl           records published since the index was written
         .pywharf-staging/                uploads while they arrive (same file system)
 
@@ -49,6 +50,8 @@ log = logging.getLogger(__name__)
 INDEX_FILENAME = "index.toml"
 JOURNAL_FILENAME = ".pywharf-journal.jsonl"
 STAGING = ".pywharf-staging"
+#: Files fetched from the repository's upstream index (a dot folder: never listed).
+UPSTREAM_CACHE = ".pywharf-upstream"
 #: Temporary files of a process that died are removed at start; those of another host
 #: (a shared disk) once older than this.
 STALE_STAGING_SECONDS = 24 * 3600
@@ -134,6 +137,23 @@ class FileSystemBackend(Backend):
         if metadata is not None:
             create_once(_metadata_path(self._path(entry.ref)), metadata)
         return record
+
+    def put_cached(self, key: str, staged: Path) -> None:
+        final = self._path(f"{UPSTREAM_CACHE}/{key}")
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            _fsync_path(staged)
+            os.link(staged, final)
+        except FileExistsError:
+            raise FileExists(final.name) from None
+        except OSError as exc:
+            raise _storage_error(final.name, exc) from exc
+
+    def open_cached(self, key: str) -> LocalFile:
+        path = self._path(f"{UPSTREAM_CACHE}/{key}")
+        if not path.is_file():
+            raise FileMissing(path.name)
+        return LocalFile(path)
 
     def set_yanked(self, record: FileRecord, reason: str | None) -> None:
         marker = _yanked_path(self.open_file(record).path)

@@ -7,6 +7,8 @@ Layout under ``<prefix>`` (default ``<repo name>/``)::
                                         sha256, requires-python and core-metadata sha256
     <project>/<filename>.metadata       its core metadata (PEP 658)
     <project>/<filename>.yanked         present when yanked; holds the reason
+    .pywharf-upstream/<project>/<file>  files fetched from the upstream index (shared
+                                        by the replicas, never listed as the repository's)
 
 Creating a file is a conditional write (``If-None-Match: *``, on the single PUT or on
 completing the multipart upload), so of any number of replicas exactly one creates a
@@ -54,6 +56,7 @@ INDEX_KEY = "index.toml"
 PART_BYTES = 8 * 1024 * 1024
 DOWNLOAD_CHUNK = 1024 * 1024
 KNOWN_PRESENT_MAX = 200_000
+UPSTREAM_CACHE = ".pywharf-upstream"
 #: Multipart uploads begun longer ago than this are abandoned (update_index aborts them).
 ABANDONED_UPLOAD_SECONDS = 24 * 3600
 _UNAVAILABLE_CODES = {
@@ -325,6 +328,26 @@ class S3Backend(Backend):
         while len(self._present) > KNOWN_PRESENT_MAX:
             self._present.popitem(last=False)
 
+    def put_cached(self, key: str, staged: Path) -> None:
+        target = f"{self.prefix}{UPSTREAM_CACHE}/{key}"
+        try:
+            with s3_errors(target, self._outage):
+                size = staged.stat().st_size
+                if size <= PART_BYTES:
+                    with staged.open("rb") as body:
+                        self.client.put_object(
+                            Bucket=self.bucket, Key=target, Body=body, IfNoneMatch="*"
+                        )
+                else:
+                    self._multipart_create(target, StagedFile(staged, size, ""), {})
+        except Exception as exc:
+            if not _is_precondition_failure(exc):
+                raise
+            raise FileExists(key) from None
+
+    def open_cached(self, key: str) -> OpenedFile:
+        return self._open(f"{self.prefix}{UPSTREAM_CACHE}/{key}")
+
     def set_yanked(self, record: FileRecord, reason: str | None) -> None:
         key = (record.backend_ref or self._key(record.project, record.filename)) + ".yanked"
         with s3_errors(key, self._outage):
@@ -345,6 +368,8 @@ class S3Backend(Backend):
             name = key.rsplit("/", 1)[-1]
             if key == self.prefix + INDEX_KEY or name.endswith((".metadata", ".yanked")):
                 continue
+            if any(part.startswith(".") for part in key[len(self.prefix) :].split("/")):
+                continue  # pywharf's own folders (the upstream cache), not distributions
             item = objects[key]
             yield StoredFile(
                 ref=key,
