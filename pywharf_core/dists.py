@@ -199,7 +199,13 @@ def read_core_metadata(path: Path, dist: DistFilename) -> CoreMetadata:
     """Read and check the core metadata inside the distribution at ``path``: it must
     name the project and version of its filename; ``InvalidMetadata`` says what is wrong."""
     raw = _wheel_metadata(path, dist) if dist.is_wheel else _sdist_pkg_info(path, dist)
-    fields, _unparsed = parse_email(raw)
+    fields, unparsed = parse_email(raw)
+    doubtful = sorted(k for k in unparsed if k.lower() in ("name", "version", "requires-python"))
+    if doubtful:
+        raise InvalidMetadata(
+            f"{dist.filename}: the core metadata's {doubtful[0]} appears more than once or "
+            "is not valid UTF-8"
+        )
     name, version = fields.get("name"), fields.get("version")
     if not name or not version:
         raise InvalidMetadata(f"{dist.filename}: the core metadata has no Name or Version")
@@ -228,6 +234,20 @@ def read_core_metadata(path: Path, dist: DistFilename) -> CoreMetadata:
     return CoreMetadata(name, version, requires_python, raw if dist.is_wheel else None)
 
 
+#: What zipfile raises for archives it cannot read: corrupt, an encrypted member
+#: (RuntimeError), a compression method it lacks (NotImplementedError) …
+_UNREADABLE_ZIP = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    EOFError,
+    OSError,
+    ValueError,
+    RuntimeError,
+    NotImplementedError,
+)
+
+
 def _read_capped(handle: IO[bytes], what: str) -> bytes:
     data = handle.read(MAX_METADATA_BYTES + 1)
     if len(data) > MAX_METADATA_BYTES:
@@ -250,14 +270,7 @@ def _wheel_metadata(path: Path, dist: DistFilename) -> bytes:
                 )
             with archive.open(candidates[0]) as member:
                 return _read_capped(member, f"{dist.filename}: METADATA")
-    except (
-        zipfile.BadZipFile,
-        zipfile.LargeZipFile,
-        zlib.error,
-        EOFError,
-        OSError,
-        ValueError,
-    ) as exc:
+    except _UNREADABLE_ZIP as exc:
         raise InvalidMetadata(f"{dist.filename}: not a valid wheel (zip) file: {exc}") from exc
 
 
@@ -282,7 +295,7 @@ def _sdist_pkg_info(path: Path, dist: DistFilename) -> bytes:
             f"{dist.filename}: no PKG-INFO within the first {MAX_SDIST_INFLATION}x of the "
             "file's size once inflated; put PKG-INFO near the start of the archive"
         ) from None
-    except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+    except (tarfile.TarError, *_UNREADABLE_ZIP) as exc:
         raise InvalidMetadata(f"{dist.filename}: not a valid sdist archive: {exc}") from exc
     raise InvalidMetadata(f"{dist.filename}: an sdist must hold <name>-<version>/PKG-INFO")
 

@@ -73,7 +73,7 @@ def load_index(data: bytes) -> IndexFile:
             records = tuple(FileRecord.from_dict(item) for item in parsed.get("files", []))
             return IndexFile(float(parsed.get("mtime", 0)), records)
         return _load_legacy(parsed)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise IndexFileError(f"invalid index file: {exc!r}") from exc
 
 

@@ -338,6 +338,9 @@ class MultipartUpload:
         self._header_bytes += n
         if self._header_bytes > MAX_PART_HEADER_BYTES:
             raise UploadRejected("Malformed multipart body: part headers too long")
+        self._form_bytes += n  # endless header-only parts count against the form cap too
+        if self._form_bytes > MAX_FORM_BYTES:
+            raise FileTooLarge(MAX_FORM_BYTES, "form fields (besides the file)")
 
     def _on_header_end(self) -> None:
         self._headers[self._header_name.decode("latin-1").lower()] = bytes(self._header_value)

@@ -158,12 +158,6 @@ def test_broken_index_files_are_index_file_errors(data: bytes, words: str) -> No
         load_index(data)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="indexfile.load_index: an entry that is not a table ([[files]] holding a number "
-    "or a string, a 0.2 'meta' that is a string) raises AttributeError, which "
-    "load_index does not translate into IndexFileError",
-)
 @pytest.mark.parametrize(
     "data",
     [
