@@ -307,3 +307,28 @@ def test_update_index_aborts_abandoned_multipart_uploads(
     list(backend.list_files())
     left = [u["UploadId"] for u in client.list_multipart_uploads(Bucket=bucket)["Uploads"]]
     assert left == [other["UploadId"]] and mine["UploadId"] not in left
+
+
+def test_replicas_share_the_upstream_cache(start_server, tmp_path: Path, moto_url: str) -> None:
+    from wharftest.fakeindex import FakeIndex
+
+    data = bytes(range(256)) * 4096
+    fake = FakeIndex(served=data, declared=data)
+    try:
+        bucket = new_bucket(moto_url)
+        a, b = (
+            s3_server(start_server, tmp_path, moto_url, bucket, upstream_url=f'"{fake.url}"')
+            for _ in range(2)
+        )
+        for server in (a, b):
+            response = requests.get(
+                f"{server.url}simple/fake/{fake.filename}", auth=READ, timeout=60
+            )
+            assert response.status_code == 200 and response.content == data
+        assert fake.file_gets == 1  # b served a's cached copy from the bucket
+        keys = [o["Key"] for o in s3_client(moto_url).list_objects_v2(Bucket=bucket)["Contents"]]
+        assert keys == [f"cloud/.pywharf-upstream/fake/{fake.filename}"]
+        update_index(moto_url, bucket)  # the cache never becomes the repository's files
+        assert "fake" not in get(a, "simple/", auth=READ).text
+    finally:
+        fake.server.stop()

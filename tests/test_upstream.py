@@ -4,7 +4,6 @@ pypiserver (HTML only); a small hand-made index plays a dishonest or slow upstre
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import sys
@@ -12,13 +11,12 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 from wharftest import clients
 from wharftest.distbuilder import build_wheel
-from wharftest.inprocess import ThreadedWaitress
+from wharftest.fakeindex import FakeIndex
 from wharftest.server import WharfServer, get, upload_file, wait_for
 
 from pywharf_core.client import set_yanked
@@ -190,47 +188,6 @@ def test_refresh_drops_the_cached_page(start_server, upstream: WharfServer, tmp_
     assert requests.post(url, auth=("__token__", READ), timeout=10).status_code == 403
     answer = requests.post(url, auth=("__token__", WRITE), timeout=10)
     assert answer.status_code == 200 and "dropped" in answer.text
-
-
-class FakeIndex:
-    """A hand-made upstream (a WSGI app): one project whose page declares ``declared``
-    and whose file serves ``served``, slowly; it counts the file's downloads."""
-
-    def __init__(self, served: bytes, declared: bytes) -> None:
-        self.served = served
-        self.declared = declared
-        self.file_gets = 0
-        self._lock = threading.Lock()
-        self.filename = "fake-1.0-py3-none-any.whl"
-        self.server = ThreadedWaitress(self.app, threads=16)
-        self.url = f"http://127.0.0.1:{self.server.port}/simple/"
-
-    def app(self, environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
-        path = environ["PATH_INFO"]
-        if path == "/simple/fake/":
-            item: dict[str, Any] = {
-                "filename": self.filename,
-                "url": f"/files/{self.filename}",
-                "hashes": {"sha256": hashlib.sha256(self.declared).hexdigest()},
-                "upload-time": "2020-01-01T00:00:00Z",
-                "x-unknown": {"kept": True},
-            }
-            page = {"meta": {"api-version": "1.1"}, "name": "fake", "versions": ["1.0"]}
-            body = json.dumps({**page, "files": [item]}).encode()
-            start_response("200 OK", [("Content-Type", "application/vnd.pypi.simple.v1+json")])
-            return iter([body])
-        if path == f"/files/{self.filename}":
-            with self._lock:
-                self.file_gets += 1
-            start_response("200 OK", [("Content-Length", str(len(self.served)))])
-            return self._slowly()
-        start_response("404 Not Found", [("Content-Type", "text/plain")])
-        return iter([b"not here"])
-
-    def _slowly(self) -> Iterator[bytes]:
-        for start in range(0, len(self.served), 64 * 1024):
-            yield self.served[start : start + 64 * 1024]
-            time.sleep(0.01)
 
 
 def test_a_tampered_upstream_file_is_refused_and_not_cached(start_server, tmp_path: Path) -> None:
