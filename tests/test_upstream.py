@@ -104,6 +104,34 @@ def test_one_index_url_installs_private_and_public_packages(
     assert upstream.read_secret not in get(server, "metrics").text
 
 
+def test_poetry_locks_private_and_public_through_one_url(
+    start_server, upstream: WharfServer, tmp_path: Path, client_env: dict[str, str]
+) -> None:
+    server = downstream(start_server, tmp_path, upstream_url(upstream))
+    app = build_wheel(tmp_path, "poet-app", "1.0", requires_dist=["pub-dep<2"])
+    assert upload_file(server, app.path, "poet-app", "1.0", ("team", WRITE)).ok
+    project = tmp_path / "consumer"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(
+        "[project]\n"
+        'name = "consumer"\nversion = "0.1.0"\n'
+        f'requires-python = ">={sys.version_info.major}.{sys.version_info.minor}"\n'
+        'dependencies = ["poet-app"]\n\n'
+        "[tool.poetry]\npackage-mode = false\n\n"
+        "[[tool.poetry.source]]\n"
+        f'name = "wharf"\nurl = "{server.url}r/team/simple/"\npriority = "primary"\n'
+    )
+    env = {
+        **client_env,
+        "POETRY_HTTP_BASIC_WHARF_USERNAME": "__token__",
+        "POETRY_HTTP_BASIC_WHARF_PASSWORD": READ,
+    }
+    clients.run([str(clients.BIN / "poetry"), "lock", "--no-interaction"], env, cwd=project)
+    lock = (project / "poetry.lock").read_text()
+    assert 'name = "poet-app"' in lock and 'name = "pub-dep"' in lock
+    assert 'version = "1.0"' in lock and 'version = "2.0"' not in lock
+
+
 def test_a_private_name_is_never_taken_from_upstream(
     start_server, upstream: WharfServer, tmp_path: Path, client_env: dict[str, str]
 ) -> None:
