@@ -209,6 +209,21 @@ class Backend(abc.ABC):
         ``update_index`` runs. Default: reports nothing."""
         return [], cursor
 
+    def read_state(self, name: str) -> tuple[bytes, str] | None:
+        """A small document of the core's (tokens, revocations, project status, audit
+        records …) kept with the repository's files so that every server on the storage
+        sees it, and its version; ``None`` when there is none. ``name`` is a relative
+        path of lowercase letters, digits, ``._-`` and ``/``, chosen by the core; state is
+        never listed by ``list_files``. Default: ``NotSupported``, and the core keeps the
+        state under the server's ROOT (then replicas do not share it)."""
+        raise NotSupported("shared state")
+
+    def write_state(self, name: str, data: bytes, expected_version: str | None) -> str:
+        """Replace the document ``name`` if its version is still ``expected_version``
+        (``None``: there must be none yet), atomically, like ``write_index``; else raise
+        ``IndexConflict``. Returns the new version. Default: ``NotSupported``."""
+        raise NotSupported("shared state")
+
     def put_cached(self, key: str, staged: Path) -> None:
         """Keep a file fetched from the repository's upstream index (``key`` is
         ``<project>/<filename>``), apart from the repository's own files: never listed by

@@ -19,6 +19,7 @@ from .indexfile import load_index
 from .memory import release_free_memory
 from .pagecache import PageCache
 from .records import FileRecord
+from .state import StateStore
 from .upstream import Upstream
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,8 @@ class Repository:
         self._sync_lock = threading.Lock()
         #: The upstream index behind this repository, if it has one.
         self.upstream: Upstream | None = None
+        #: Documents every server of this repository must see alike (tokens, status …).
+        self.state = StateStore(backend, Path(index_cache.parent if index_cache else ".") / "state")
         self._remote: dict[str, FileRecord] = {}
         self._remote_version: str | None = None
         self._remote_loaded = False
@@ -79,6 +82,7 @@ class Repository:
         state = root / "cache" / config.name
         index = RepoIndex(state / "overlay.jsonl")
         repo = cls(config, backend, index, cache, state / "remote-index.json")
+        repo.state = StateStore(backend, state / "state")
         if config.policy.upstream_url:
             repo.upstream = Upstream(config.policy, backend, state, config.name)
         repo.sync_logged()  # on failure: served from the overlay, /readyz says not synced

@@ -232,6 +232,42 @@ class BackendConformance:
         assert changes[0].sha256 == stored.sha256
         assert backend.changes_since(cursor)[0] == []
 
+    def test_state_documents_compare_and_swap(self, backend: Backend) -> None:
+        try:
+            assert backend.read_state("tokens.json") is None
+        except NotSupported:
+            pytest.skip("this backend keeps no shared state (read_state): the core keeps it")
+        v1 = backend.write_state("tokens.json", b"{}", None)
+        assert backend.read_state("tokens.json") == (b"{}", v1)
+        with pytest.raises(IndexConflict):
+            backend.write_state("tokens.json", b"lost", None)
+        v2 = backend.write_state("tokens.json", b'{"a": 1}', v1)
+        with pytest.raises(IndexConflict):
+            backend.write_state("tokens.json", b"stale", v1)
+        assert backend.read_state("tokens.json") == (b'{"a": 1}', v2)
+        backend.write_state("audit/2026-12-01.jsonl", b"line\n", None)
+        assert backend.read_state("audit/2026-12-01.jsonl") is not None
+        assert backend.read_state("tokens.json") == (b'{"a": 1}', v2)
+        assert list(backend.list_files()) == []  # state is never a distribution
+
+    def test_upstream_cache_is_create_only_and_never_listed(
+        self, backend: Backend, tmp_path: Path
+    ) -> None:
+        filename, data, _ = make_wheel("conf-cached", "1.0")
+        staged = stage(backend, data)
+        try:
+            backend.put_cached(f"conf-cached/{filename}", staged.path)
+        except NotSupported:
+            staged.path.unlink(missing_ok=True)
+            pytest.skip("this backend keeps no upstream cache (put_cached): the core keeps it")
+        with pytest.raises(FileExists):
+            backend.put_cached(f"conf-cached/{filename}", staged.path)
+        staged.path.unlink(missing_ok=True)
+        assert read_opened(backend.open_cached(f"conf-cached/{filename}")) == data
+        with pytest.raises(FileMissing):
+            backend.open_cached(f"conf-cached/other-{filename}")
+        assert list(backend.list_files()) == []
+
     # -- the remote index ------------------------------------------------------------------
     def test_index_compare_and_swap(self, backend: Backend) -> None:
         assert backend.read_index() is None

@@ -6,6 +6,7 @@
         <project>/<filename>.metadata    its core metadata (PEP 658), when it has one
         <project>/<filename>.yanked      present when yanked (PEP 592); holds the reason
         .pywharf-upstream/<project>/<filename>   files fetched from the upstream index
+        .pywharf-state/<name>            the core's shared documents (tokens, status …)
         .pywharf-journal.jsonl           records published since the index was written
         .pywharf-staging/                uploads while they arrive (same file system)
 
@@ -44,6 +45,7 @@ from pywharf_core.errors import (
 from pywharf_core.files import create_once, remove_dead_leftovers, replace_file, write_temp
 from pywharf_core.indexfile import load_index
 from pywharf_core.records import FileRecord
+from pywharf_core.state import LocalState
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,8 @@ JOURNAL_FILENAME = ".pywharf-journal.jsonl"
 STAGING = ".pywharf-staging"
 #: Files fetched from the repository's upstream index (a dot folder: never listed).
 UPSTREAM_CACHE = ".pywharf-upstream"
+#: The core's small shared documents (tokens, status, audit …), a dot folder too.
+STATE = ".pywharf-state"
 #: Temporary files of a process that died are removed at start; those of another host
 #: (a shared disk) once older than this.
 STALE_STAGING_SECONDS = 24 * 3600
@@ -81,6 +85,7 @@ class FileSystemBackend(Backend):
         self._index_path = self.root / INDEX_FILENAME
         self._journal_path = self.root / JOURNAL_FILENAME
         self._journal_lock = FileLock(str(self._staging / "journal.lock"))
+        self._state = LocalState(self.root / STATE)
         self._remove_stale_staging()
 
     # -- files ------------------------------------------------------------------------
@@ -137,6 +142,12 @@ class FileSystemBackend(Backend):
         if metadata is not None:
             create_once(_metadata_path(self._path(entry.ref)), metadata)
         return record
+
+    def read_state(self, name: str) -> tuple[bytes, str] | None:
+        return self._state.read(name)
+
+    def write_state(self, name: str, data: bytes, expected_version: str | None) -> str:
+        return self._state.write(name, data, expected_version)
 
     def put_cached(self, key: str, staged: Path) -> None:
         final = self._path(f"{UPSTREAM_CACHE}/{key}")

@@ -7,6 +7,7 @@ Layout under ``<prefix>`` (default ``<repo name>/``)::
                                         sha256, requires-python and core-metadata sha256
     <project>/<filename>.metadata       its core metadata (PEP 658)
     <project>/<filename>.yanked         present when yanked; holds the reason
+    .pywharf-state/<name>               the core's shared documents (tokens, status …)
     .pywharf-upstream/<project>/<file>  files fetched from the upstream index (shared
                                         by the replicas, never listed as the repository's)
 
@@ -47,6 +48,7 @@ from pywharf_core.errors import (
     IndexConflict,
 )
 from pywharf_core.records import FileRecord
+from pywharf_core.state import check_state_name
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,7 @@ PART_BYTES = 8 * 1024 * 1024
 DOWNLOAD_CHUNK = 1024 * 1024
 KNOWN_PRESENT_MAX = 200_000
 UPSTREAM_CACHE = ".pywharf-upstream"
+STATE = ".pywharf-state"
 #: Multipart uploads begun longer ago than this are abandoned (update_index aborts them).
 ABANDONED_UPLOAD_SECONDS = 24 * 3600
 _UNAVAILABLE_CODES = {
@@ -328,6 +331,19 @@ class S3Backend(Backend):
         while len(self._present) > KNOWN_PRESENT_MAX:
             self._present.popitem(last=False)
 
+    def read_state(self, name: str) -> tuple[bytes, str] | None:
+        key = f"{self.prefix}{STATE}/{check_state_name(name)}"
+        try:
+            with s3_errors(key, self._outage):
+                response = self.client.get_object(Bucket=self.bucket, Key=key)
+                return bytes(response["Body"].read()), str(response["ETag"])
+        except FileMissing:
+            return None
+
+    def write_state(self, name: str, data: bytes, expected_version: str | None) -> str:
+        key = f"{self.prefix}{STATE}/{check_state_name(name)}"
+        return self._put_conditionally(key, data, expected_version, "application/json")
+
     def put_cached(self, key: str, staged: Path) -> None:
         target = f"{self.prefix}{UPSTREAM_CACHE}/{key}"
         try:
@@ -447,21 +463,29 @@ class S3Backend(Backend):
             return None
 
     def write_index(self, data: bytes, expected_version: str | None) -> str:
+        return self._put_conditionally(
+            self.prefix + INDEX_KEY, data, expected_version, "application/toml"
+        )
+
+    def _put_conditionally(
+        self, key: str, data: bytes, expected_version: str | None, content_type: str
+    ) -> str:
+        """Compare-and-swap of one object on its ETag; ``IndexConflict`` when it moved."""
         condition = (
             {"IfNoneMatch": "*"} if expected_version is None else {"IfMatch": expected_version}
         )
         try:
-            with s3_errors("the index", self._outage):
+            with s3_errors(key, self._outage):
                 response = self.client.put_object(
                     Bucket=self.bucket,
-                    Key=self.prefix + INDEX_KEY,
+                    Key=key,
                     Body=data,
-                    ContentType="application/toml",
+                    ContentType=content_type,
                     **condition,
                 )
         except Exception as exc:
             if _is_precondition_failure(exc):
-                raise IndexConflict("the index changed since it was read") from None
+                raise IndexConflict(f"{key} changed since it was read") from None
             raise
         return str(response["ETag"])
 
