@@ -112,10 +112,6 @@ def create_app(
     return app
 
 
-#: Characters a status line's reason phrase may not carry (controls), and what replaces them.
-_NOT_IN_REASON = dict.fromkeys([*range(0x20), 0x7F, *range(0x80, 0xA0)], "?")
-
-
 def _relative_slash_redirects(router: Router) -> None:
     """Starlette answers a path that a route would match with its trailing slash added
     or removed by a redirect that names the Host the client sent; this router (and the
@@ -139,6 +135,10 @@ def _relative_slash_redirects(router: Router) -> None:
     for route in router.routes:
         if isinstance(route, Mount) and isinstance(route.app, Router):
             _relative_slash_redirects(route.app)
+
+
+#: Characters a status line's reason phrase may not carry (controls), and what replaces them.
+_NOT_IN_REASON = dict.fromkeys([*range(0x20), 0x7F, *range(0x80, 0xA0)], "?")
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:

@@ -404,8 +404,10 @@ ACCEPTED_5XX: list[tuple[str, Callable[[bytes, int], bool]]] = [
         "501 for a transfer coding waitress does not implement (RFC 9112 6.1 says so)",
         lambda raw, status: (
             status == 501
-            and (_header(raw, b"transfer-encoding") or b"chunked").split(b",")[-1].strip()
-            != b"chunked"
+            and any(
+                coding.strip() != b"chunked"
+                for coding in (_header(raw, b"transfer-encoding") or b"chunked").split(b",")
+            )
         ),
     ),
     (
