@@ -360,3 +360,11 @@ def test_a_canonical_redirect_is_percent_encoded_once(server: WharfServer) -> No
     response = get(server, "simple/Foo_Bar.baz/a%3Fb%25c%20d.whl", auth=read)
     assert response.status_code == 301
     assert response.headers["Location"] == "/simple/foo-bar-baz/a%3Fb%25c%20d.whl"
+
+
+def test_a_forwarded_prefix_with_a_path_outside_latin1(start_server) -> None:
+    # The proxy layer rebuilt raw_path by encoding the decoded path as latin-1: a 500.
+    server = start_server("--trusted_proxy", "127.0.0.1")
+    response = get(server, "r/%E2%82%AC/simple/", headers={"X-Forwarded-Prefix": "/pypi"})
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == 'Basic realm="%E2%82%AC"'
