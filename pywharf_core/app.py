@@ -13,7 +13,8 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Match, Mount, Route, Router
+from starlette.types import Receive, Scope, Send
 
 from . import ops, views, web
 from .errors import (
@@ -103,6 +104,7 @@ def create_app(
         ],
         exception_handlers=dict(ERROR_RESPONSES),
     )
+    _relative_slash_redirects(app.router)
     app.state.repositories = state
     app.state.sessions = SessionSigner(session_key or secrets.token_hex(32), session_lifetime)
     app.state.metrics = metrics
@@ -114,27 +116,68 @@ def create_app(
     return app
 
 
+def _relative_slash_redirects(router: Router) -> None:
+    """Starlette answers a path that a route would match with its trailing slash added
+    or removed by a redirect that names the Host the client sent; this router (and the
+    mounted ones) redirect with a relative reference instead (``web.path_reference``)."""
+    router.redirect_slashes = False
+    not_found = router.default
+
+    async def slash_redirect(scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"]
+        other = dict(scope, path=path.rstrip("/") if path.endswith("/") else path + "/")
+        if scope["type"] == "http" and other["path"].strip("/"):
+            if any(route.matches(other)[0] is not Match.NONE for route in router.routes):
+                location = web.path_reference(other["path"])
+                if scope.get("query_string"):
+                    location += "?" + scope["query_string"].decode("latin-1")
+                await RedirectResponse(location, status_code=307)(scope, receive, send)
+                return
+        await not_found(scope, receive, send)
+
+    router.default = slash_redirect
+    for route in router.routes:
+        if isinstance(route, Mount) and isinstance(route.app, Router):
+            _relative_slash_redirects(route.app)
+
+
+#: Characters a status line's reason phrase may not carry (controls), and what replaces them.
+_NOT_IN_REASON = dict.fromkeys([*range(0x20), 0x7F, *range(0x80, 0xA0)], "?")
+
+
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    reason = " ".join(message.split())[:200].encode("latin-1", "replace").decode("latin-1")
+    # Messages quote what the client sent: the reason phrase (a header line) gets it on
+    # one line, in latin-1, without control characters.
+    reason = " ".join(message.split())[:200].translate(_NOT_IN_REASON)
+    reason = reason.encode("latin-1", "replace").decode("latin-1")
     return PlainTextResponse(
-        message + "\n", status_code=status, headers={REASON_HEADER: reason, **(headers or {})}
+        message + "\n",
+        status_code=status,
+        headers={REASON_HEADER: reason, "X-Content-Type-Options": "nosniff", **(headers or {})},
     )
 
 
 async def _auth_required(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AuthRequired)
-    realm = exc.realm.replace('"', "")
     return error_response(
         401,
         "Authentication required: log in with the repository name as username and its "
         "read or write secret as password",
-        {"WWW-Authenticate": f'Basic realm="{realm}"'},
+        {"WWW-Authenticate": f'Basic realm="{_realm(exc.realm)}"'},
     )
 
 
+def _realm(name: str) -> str:
+    """The realm as a quoted-string can carry it: the repository segment of the URL comes
+    from the client (any character at all), so everything but printable ASCII, and the
+    quote and backslash, is percent-encoded (``/r/€/`` → ``%E2%82%AC``)."""
+    return quote(name, safe=" !#$&'()*+,-./:;<=>?@[]^_`{|}~")
+
+
 async def _login_required(request: Request, exc: Exception) -> Response:
+    # Relative (RFC 9110 allows it): the Host header a client sent is never reflected.
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    login = f"{request.base_url}login/?next={quote(target, safe='/')}"
+    login = f"{web.site_url(request, 'login/')}?next={quote(target, safe='/')}"
     return RedirectResponse(login, status_code=303)
 
 

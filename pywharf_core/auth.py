@@ -37,8 +37,11 @@ def parse_basic_auth(header: str | None) -> Credentials | None:
     if scheme.lower() != "basic" or not encoded:
         return None
     try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+        # The header arrives as latin-1 text: a byte outside ASCII is no base64 (b64decode
+        # would raise ValueError on the str), and the decoded bytes must be UTF-8.
+        raw = encoded.strip().encode("ascii")
+        decoded = base64.b64decode(raw, validate=True).decode("utf-8")
+    except (UnicodeError, binascii.Error):
         return None
     username, sep, password = decoded.partition(":")
     if not sep:

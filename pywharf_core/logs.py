@@ -9,6 +9,10 @@ A queue that woke the writer per line cost uvicorn's single event-loop thread a 
 of its throughput in GIL hand-overs. A slow reader of stderr slows nobody's request:
 past ``MAX_PENDING`` waiting lines, further lines are dropped and counted, and the count
 is written once the writer catches up.
+
+A message never spans lines: control characters in it (a CR/LF or NUL that a client put
+in a request path, say) are written as escapes (``\\r``, ``\\x00``), so no one can forge a
+log line. A traceback after the message keeps its lines.
 """
 
 from __future__ import annotations
@@ -22,6 +26,27 @@ from typing import TextIO
 
 MAX_PENDING = 100_000
 INTERVAL = 0.05  # seconds: how stale a log line may be before it is written
+#: C0 and C1 controls, DEL and the Unicode line and paragraph separators → escapes.
+_ESCAPES = {
+    code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if code != 0x09
+}
+_ESCAPES.update({0x0A: "\\n", 0x0D: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"})
+
+
+def escape_controls(text: str) -> str:
+    """``text`` on one line: control characters (tab aside) as backslash escapes."""
+    return text.translate(_ESCAPES)
+
+
+class OneLineFormatter(logging.Formatter):
+    """A ``logging.Formatter`` whose message part is always one line (``escape_controls``)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        escaped = escape_controls(record.message)
+        if escaped != record.message:
+            # A copy: other handlers of the same record see it unchanged.
+            record = logging.makeLogRecord({**record.__dict__, "message": escaped})
+        return super().formatMessage(record)
 
 
 class BackgroundLogHandler(logging.Handler):
@@ -96,5 +121,5 @@ def configure(debug: bool) -> None:
     if logging.getLogger().handlers:
         return
     handler = BackgroundLogHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, handlers=[handler])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import quote
 
 Scope = dict[str, Any]
 
@@ -48,9 +49,10 @@ class ProxyHeadersMiddleware:
             # Starlette routes on path minus root_path; URLs are built from path.
             scope["root_path"] = prefix + scope.get("root_path", "")
             if not scope["path"].startswith(prefix + "/"):
+                raw = scope.get("raw_path") or quote(scope["path"]).encode("ascii")
                 scope["path"] = prefix + scope["path"]
-                raw = scope.get("raw_path") or scope["path"].encode("latin-1")
-                scope["raw_path"] = prefix.encode() + raw
+                # raw_path is the path as sent: percent-encoded, so ASCII whatever it holds.
+                scope["raw_path"] = quote(prefix).encode("ascii") + raw
         return scope
 
 

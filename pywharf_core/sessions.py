@@ -3,12 +3,14 @@ expiry — never the secret — and the CSRF token of the login form.
 
 The signing key is random, generated once and kept in ``ROOT/session_key`` (mode 0600),
 or given with ``--session_key`` (or ``PYWHARF_COMMAND_SESSION_KEY``) so that replicas
-share it. A request counts as a browser's when it carries no ``Authorization`` header
-and its ``Accept`` prefers ``text/html``; nothing looks at the User-Agent.
+share it. A request counts as a browser's when it carries no ``Authorization`` header,
+its ``Accept`` prefers ``text/html`` and it is a navigation (``is_browser``); nothing
+looks at the User-Agent.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -26,6 +28,8 @@ from .negotiation import TEXT_HTML, negotiate
 SESSION_COOKIE = "pywharf_session"
 CSRF_COOKIE = "pywharf_csrf"
 KEY_FILE = "session_key"
+#: What ``secrets.token_urlsafe(24)`` makes; a CSRF cookie that is not one is replaced.
+_NONCE = re.compile(r"[A-Za-z0-9_-]{32}")
 
 
 @dataclass(frozen=True)
@@ -86,17 +90,19 @@ class SessionSigner:
     # -- the login form's CSRF token (double submit: cookie and hidden field) -------------
     def csrf_token(self, request: Request) -> tuple[str, str]:
         """(cookie value, form value): the form's token is the signed cookie nonce."""
-        nonce = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
+        nonce = _csrf_nonce(request) or secrets.token_urlsafe(24)
         return nonce, self._csrf.dumps(nonce)
 
     def csrf_valid(self, request: Request, form_token: str) -> bool:
-        nonce = request.cookies.get(CSRF_COOKIE)
+        nonce = _csrf_nonce(request)
         if not nonce or not form_token:
             return False
         try:
-            return bool(secrets.compare_digest(str(self._csrf.loads(form_token)), nonce))
+            signed = str(self._csrf.loads(form_token))
         except BadSignature:
             return False
+        # Bytes: compare_digest refuses str with characters outside ASCII.
+        return secrets.compare_digest(signed.encode("utf-8"), nonce.encode("ascii"))
 
     @staticmethod
     def set_csrf_cookie(response: Response, request: Request, nonce: str) -> None:
@@ -110,12 +116,32 @@ class SessionSigner:
         )
 
 
+def _csrf_nonce(request: Request) -> str | None:
+    """The CSRF cookie's nonce when it is one this server could have made, else None
+    (anything else a client sends is neither reflected nor compared)."""
+    nonce = request.cookies.get(CSRF_COOKIE)
+    return nonce if nonce and _NONCE.fullmatch(nonce) else None
+
+
 def is_browser(request: Request) -> bool:
-    """No credentials, and HTML preferred over everything else it accepts."""
+    """A person's browser navigating to a page: no credentials, HTML preferred over
+    everything else it accepts, and a sign that only a browser's navigation gives —
+    ``Sec-Fetch-Mode: navigate`` or ``Sec-Fetch-Dest: document`` (every current browser),
+    or an ``Accept`` that names ``application/xhtml+xml`` beside ``text/html`` (every
+    browser's navigation, older ones too). pip before 22.2 sends a bare
+    ``Accept: text/html`` without credentials, and must get a 401 (its keyring support
+    answers that), not the login page."""
     if "authorization" in request.headers:
         return False
-    accept = request.headers.get("accept", "")
+    accept = request.headers.get("accept", "").lower()
     if "text/html" not in accept:
+        return False
+    navigating = (
+        request.headers.get("sec-fetch-mode", "").lower() == "navigate"
+        or request.headers.get("sec-fetch-dest", "").lower() == "document"
+        or "application/xhtml+xml" in accept
+    )
+    if not navigating:
         return False
     try:
         return negotiate(accept) == TEXT_HTML

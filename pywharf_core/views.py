@@ -56,6 +56,15 @@ FILE_CACHE_CONTROL = "max-age=31536000, immutable, private"
 METADATA_SUFFIX = ".metadata"
 METADATA_MEDIA_TYPE = "text/plain; charset=utf-8"
 SMALL_FILE = 256 * 1024  # whole GETs of local files up to this size are read in one go
+#: PEP 503/691 pages hold links and nothing to run: no script, style, frame or form, and
+#: no other site may frame them (the browser pages have a policy of their own, in web.py).
+SIMPLE_PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+}
 
 
 async def authorize(request: Request, need: Access) -> Repository:
@@ -181,7 +190,12 @@ def _media_type(request: Request) -> str:
 
 
 def _page_response(request: Request, page: RenderedPage, media_type: str) -> Response:
-    headers = {"ETag": page.etag, "Cache-Control": PAGE_CACHE_CONTROL, "Vary": "Accept"}
+    headers = {
+        "ETag": page.etag,
+        "Cache-Control": PAGE_CACHE_CONTROL,
+        "Vary": "Accept",
+        **SIMPLE_PAGE_HEADERS,
+    }
     if etag_matches(request.headers.get("if-none-match"), page.etag):
         return Response(status_code=304, headers=headers)
     return Response(page.body, headers=headers, media_type=content_type_header(media_type))
@@ -189,11 +203,12 @@ def _page_response(request: Request, page: RenderedPage, media_type: str) -> Res
 
 def canonical_redirect(request: Request, segments: int, replacement: str) -> Response:
     """301 to this URL with its last ``segments`` path segments (a trailing slash aside)
-    replaced. Absolute, built from the request's external URL: scheme, host and prefix
-    as trusted proxies give them."""
-    kept = request.url.path.removesuffix("/").split("/")[:-segments]
+    replaced, and no query. A relative reference (see ``web.site_url``): the path (with
+    the prefix a trusted proxy gave) percent-encoded, never the client's Host."""
+    root = request.scope.get("app_root_path", request.scope.get("root_path", ""))
+    kept = request.scope["path"].removeprefix(root).removesuffix("/").split("/")[:-segments]
     new_path = "/".join(kept) + "/" + replacement
-    return RedirectResponse(str(request.url.replace(path=new_path, query="")), status_code=301)
+    return RedirectResponse(web.site_url(request, new_path), status_code=301)
 
 
 # -- files --------------------------------------------------------------------------------
@@ -396,5 +411,13 @@ def refuse_cross_site(request: Request) -> None:
     # A browser holding basic-auth credentials for this server must not be made to post
     # from another site; packaging tools send no Origin header.
     origin = request.headers.get("origin")
-    if origin and urlsplit(origin).netloc != request.headers.get("host"):
+    if not origin:
+        return
+    try:
+        netloc = urlsplit(origin).netloc
+    except ValueError:  # e.g. "http://[": no URL at all
+        raise BadRequest(
+            f"The Origin header is not a URL: {origin[:100]!r} (send none, or this site's)"
+        ) from None
+    if netloc != request.headers.get("host"):
         raise NotPermitted("Cross-site requests that change a repository are refused")

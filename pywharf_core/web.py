@@ -67,8 +67,23 @@ def safe_next(target: str | None, default: str) -> str:
     return target
 
 
+def site_url(request: Request, path: str = "") -> str:
+    """``path`` (unencoded, relative to the app's root) as an absolute-path reference:
+    no scheme, no host. Redirects and forms use these (RFC 9110 allows a relative
+    ``Location``; pip, uv and poetry follow one), so the ``Host`` header a client sent is
+    never reflected. The root is the one a trusted proxy gave (``X-Forwarded-Prefix``)."""
+    root = request.scope.get("app_root_path", request.scope.get("root_path", ""))
+    return path_reference(f"{root}/{path.lstrip('/')}")
+
+
+def path_reference(path: str) -> str:
+    """An unencoded absolute path as a URI reference: percent-encoded, and never
+    ``//…``, which would name another host."""
+    return "/" + quote(path.lstrip("/"), safe="/")
+
+
 def home_url(request: Request) -> str:
-    return str(request.base_url) + "simple/"
+    return site_url(request, "simple/")
 
 
 # -- login / logout ----------------------------------------------------------------------
@@ -77,7 +92,7 @@ def home_url(request: Request) -> str:
 async def login(request: Request) -> Response:
     signer = _signer(request)
     next_url = safe_next(request.query_params.get("next"), home_url(request))
-    if request.method == "GET":
+    if request.method != "POST":  # GET, or HEAD
         return _login_form(request, signer, next_url)
     async with request.form(max_files=0, max_fields=10) as form:
         fields = {k: str(v) for k, v in form.items()}
@@ -121,14 +136,14 @@ def _login_form(
         next=next_url,
         error=error,
         repo=repo,
-        action=str(request.base_url) + "login/",
+        action=site_url(request, "login/"),
     )
     signer.set_csrf_cookie(response, request, nonce)
     return response
 
 
 async def logout(request: Request) -> Response:
-    response = RedirectResponse(str(request.base_url) + "login/", status_code=303)
+    response = RedirectResponse(site_url(request, "login/"), status_code=303)
     SessionSigner.clear(response)
     return response
 
@@ -157,7 +172,7 @@ def repository_home(request: Request, repo: Repository, access: Access) -> Respo
         total=len(repo.index.snapshot.projects),
         access=access.name.lower(),
         home=home_url(request),
-        logout=str(request.base_url) + "logout/",
+        logout=site_url(request, "logout/"),
     )
 
 
@@ -199,7 +214,7 @@ async def project_page(
         auth_url=auth_url,
         home=home_url(request),
         access=access.name.lower(),
-        logout=str(request.base_url) + "logout/",
+        logout=site_url(request, "logout/"),
         latest_version=records[-1].version if records else "",
     )
 

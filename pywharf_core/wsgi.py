@@ -17,6 +17,11 @@ the ASGI ``http.response.pathsend`` extension: Starlette's FileResponse then nam
 file instead of reading it, and the adapter hands it to waitress's ``wsgi.file_wrapper``,
 which streams it in its own I/O loop. An internal response header, ``x-pywharf-reason``
 (the ``reason_header``), is moved into the status line: ASGI has no reason phrase.
+
+Two things the adapter answers itself, as a server must: a request whose path does not
+decode (its percent-escapes are not UTF-8, or its query has raw bytes outside ASCII) gets
+a 400 before any app runs, and a response to ``HEAD`` never carries a body (waitress
+writes whatever the application gives it).
 """
 
 from __future__ import annotations
@@ -89,6 +94,7 @@ class _Exchange:
         self.start_response = start_response
         self.body = environ["wsgi.input"]
         self.remaining = int(environ.get("CONTENT_LENGTH") or 0)
+        self.head = environ.get("REQUEST_METHOD") == "HEAD"
         self.request_complete = False
         self.outbox: collections.deque[dict[str, Any]] = collections.deque()
         self.wake: asyncio.Future[None] | None = None
@@ -144,7 +150,14 @@ class _Exchange:
             self.taken.set_result(None)
 
     def respond(self) -> Iterable[bytes]:
-        scope = build_scope(self.environ)  # type: ignore[arg-type]
+        try:
+            scope = build_scope(self.environ)  # type: ignore[arg-type]
+        except UnicodeError:  # decoding the path (UTF-8) or the query (ASCII)
+            return self._plain(
+                "400 Bad Request",
+                b"Bad request: the path must be UTF-8 once its %-escapes are decoded, and "
+                b"the query must be ASCII (percent-encode UTF-8)\n",
+            )
         scope["extensions"] = {"http.response.pathsend": {}}
         self.task = self.loop.create_task(self.adapter.app(scope, self.receive, self.send))
         self.task.add_done_callback(self._wake)
@@ -157,6 +170,8 @@ class _Exchange:
             if first is not None and first["type"] == "http.response.pathsend":
                 path = first["path"]
                 self._finish()
+                if self.head:
+                    return []
                 handle = open(path, "rb")
                 wrapper = self.environ.get("wsgi.file_wrapper")
                 if wrapper is not None:
@@ -188,12 +203,15 @@ class _Exchange:
             error = RuntimeError(f"the ASGI app sent {message!r} before a response start")
         log.error("the app failed before responding", exc_info=error)
         self._abandon()
-        body = b"Internal Server Error"
+        return self._plain("500 Internal Server Error", b"Internal Server Error")
+
+    def _plain(self, status: str, body: bytes) -> Iterable[bytes]:
+        """A text/plain answer of the adapter's own."""
         self.start_response(
-            "500 Internal Server Error",
+            status,
             [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
         )
-        return [body]
+        return [] if self.head else [body]
 
     def _body(self) -> Iterator[bytes]:
         complete = False
@@ -202,7 +220,7 @@ class _Exchange:
                 if message["type"] != "http.response.body":
                     continue
                 chunk = message.get("body", b"")
-                if chunk:
+                if chunk and not self.head:
                     yield chunk
                 self._chunk_taken()
                 if not message.get("more_body", False):
