@@ -70,6 +70,7 @@ MAX_KEPT_FIELD_BYTES = 64 * 1024
 #: All non-file parts together (descriptions can be long READMEs).
 MAX_FORM_BYTES = 64 * 1024 * 1024
 MAX_PART_HEADER_BYTES = 16 * 1024
+MAX_BOUNDARY = 70  # RFC 2046
 #: Headroom on top of a repository's ``max_file_bytes`` for everything but the file.
 FORM_OVERHEAD_BYTES = MAX_FORM_BYTES + 1024 * 1024
 #: Body chunks are handed to the parser in batches of this size (fewer thread hops).
@@ -245,6 +246,10 @@ def _multipart_boundary(content_type: str | None) -> bytes:
         raise UploadRejected(
             "Uploads must be multipart/form-data with a boundary, as twine, uv publish "
             "and poetry send them"
+        )
+    if len(boundary) > MAX_BOUNDARY:
+        raise UploadRejected(
+            f"The multipart boundary is longer than {MAX_BOUNDARY} characters (RFC 2046)"
         )
     return boundary
 

@@ -261,7 +261,8 @@ async def _serve(
         if etag_matches(request.headers.get("if-none-match"), etag):  # nothing is opened
             return Response(status_code=304, headers=headers)
     whole_get = request.method == "GET" and "range" not in request.headers
-    return await run_blocking(_answer, opener, media_type, headers, whole_get)
+    head = request.method == "HEAD"
+    return await run_blocking(_answer, opener, media_type, headers, whole_get, head)
 
 
 def _answer(
@@ -269,6 +270,7 @@ def _answer(
     media_type: str,
     headers: dict[str, str],
     whole_get: bool,
+    head: bool = False,
 ) -> Response:
     """The backend's answer made a response, in one worker-thread hop (or in place): a
     local file's stat is taken here (FileResponse would hop for it), and a whole small
@@ -283,6 +285,11 @@ def _answer(
         return _FileResponse(opened.path, media_type=media_type, headers=headers, stat_result=stat)
     if isinstance(opened, RedirectTo):
         return RedirectResponse(opened.url, status_code=302)
+    if head:  # a stream is not read only to be thrown away
+        opened.close()
+        if opened.size is not None:
+            headers["Content-Length"] = str(opened.size)
+        return Response(headers=headers, media_type=media_type)
     return _stream(opened, media_type, headers)
 
 

@@ -410,20 +410,11 @@ ACCEPTED_5XX: list[tuple[str, Callable[[bytes, int], bool]]] = [
             )
         ),
     ),
-    (
-        "500 for a multipart boundary over 256 characters (python-multipart refuses it in "
-        "upload.py's MultipartUpload: the upload pipeline's to fix)",
-        lambda raw, status: (
-            status == 500
-            and raw.startswith(b"POST ")
-            and len((_header(raw, b"content-type") or b"").partition(b"boundary=")[2]) > 256
-        ),
-    ),
 ]
 
 
 #: The last line of the traceback that an accepted 500 above leaves in the log.
-ACCEPTED_TRACEBACKS = ["FormParserError: Boundary length"]
+ACCEPTED_TRACEBACKS: list[str] = []
 
 
 def unexpected_tracebacks(log: str) -> list[str]:

@@ -255,6 +255,11 @@ def raw_post(server: WharfServer, body: bytes, content_type: str) -> tuple[int, 
             "multipart/form-data; boundary=XyZ",
             "Malformed",
         ),
+        (  # a boundary longer than RFC 2046 allows
+            b"--" + b"b" * 300 + b"--\r\n",
+            "multipart/form-data; boundary=" + "b" * 300,
+            "RFC 2046",
+        ),
         (  # multipart without a boundary parameter
             b'--XyZ\r\nContent-Disposition: form-data; name="content"; '
             b'filename="a-1.0.tar.gz"\r\n\r\nx\r\n--XyZ--\r\n',
