@@ -105,10 +105,15 @@ class Runtime:
             secrets = parse_admin_secrets(
                 parse_toml(admin_secret_text, "<posted admin_secret>"), repos
             )
-            opened = open_repositories(self.root, LoadedConfig(repos, secrets, False), self.cache)
+            # The new configuration's own access cache: a rotated-out secret is refused
+            # at once, not when the old decision expires (up to --auth_read_expires).
+            cache = self.cache.renewed()
+            opened = open_repositories(self.root, LoadedConfig(repos, secrets, False), cache)
             replace_file(self.root / SAVED_ADMIN_SECRET, admin_secret_text.encode("utf-8"))
             replace_file(self.root / SAVED_CONFIG, config_text.encode("utf-8"))
+            old_cache, self.cache = self.cache, cache
             self._switch(opened, embedded_default=False)
+            old_cache.clear()
             log.info("configuration replaced by /initialize/: %s", ", ".join(opened))
             return list(opened)
 
