@@ -27,7 +27,13 @@ from .errors import ConfigError
 from .files import create_once
 from .flags import bool_flag, text_flag
 from .repository import Repositories, Repository
-from .runtime import SAVED_ADMIN_SECRET, SAVED_CONFIG, LoadedConfig, Runtime
+from .runtime import (
+    SAVED_ADMIN_SECRET,
+    SAVED_CONFIG,
+    LoadedConfig,
+    Runtime,
+    started_in_environment_mode,
+)
 from .sessions import load_or_create_key
 from .upload import FORM_OVERHEAD_BYTES
 from .wsgi import ThreadLoopAdapter
@@ -134,7 +140,8 @@ def run_server(
             X-Forwarded-Proto, X-Forwarded-Host and X-Forwarded-Prefix headers are
             believed. Other peers' forwarded headers are ignored.
         initialize_secret: the proof POST /initialize/ needs to replace the configuration.
-            Without it, /initialize/ works only on an untouched embedded default.
+            Without it, /initialize/ works only on an untouched embedded default, in
+            environment mode (the container image), from loopback or private addresses.
         session_key: the key that signs browser sessions; give replicas the same one.
             Without it, a random key generated once and kept in ROOT/session_key.
         session_expires: seconds a browser login lasts.
@@ -166,7 +173,13 @@ def run_server(
     def publish(repositories: Repositories) -> None:
         app.state.repositories = repositories
 
-    runtime = Runtime(root_path, cache, publish, initialize_secret=initialize_secret)
+    runtime = Runtime(
+        root_path,
+        cache,
+        publish,
+        initialize_secret=initialize_secret,
+        open_window=started_in_environment_mode(),
+    )
     app = create_app(
         {},
         debug=debug,

@@ -340,8 +340,9 @@ async def initialize(request: Request) -> Response:
     credentials = parse_basic_auth(request.headers.get("authorization"))
     if proof is None and credentials is not None:
         proof = credentials.password
+    peer = request.client.host if request.client else None  # trusted proxies' X-Forwarded-For
     names = await run_blocking(
-        runtime.initialize, fields["config"], fields["admin_secret"] or "", proof
+        runtime.initialize, fields["config"], fields["admin_secret"] or "", proof, peer
     )
     return PlainTextResponse(f"OK: now serving {', '.join(names)}\n")
 

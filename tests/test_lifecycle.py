@@ -217,7 +217,7 @@ NEW_CONFIG = '[fresh]\ntype = "file_system"\nread_secret = "fresh-r"\nwrite_secr
 
 def test_initialize_an_untouched_embedded_default_once(start_server, tmp_path: Path) -> None:
     root = tmp_path / "root"
-    server = start_server(root=root)
+    server = start_server(root=root, env_mode=True)  # the service-container flow
     local = ("local", server.read_secret)
     response = requests.post(
         server.url + "initialize/", data={"config": NEW_CONFIG, "admin_secret": ""}, timeout=30
@@ -237,7 +237,7 @@ def test_initialize_an_untouched_embedded_default_once(start_server, tmp_path: P
 def test_initialize_refused_once_something_was_uploaded(
     start_server, tmp_path: Path, dists
 ) -> None:
-    server = start_server()
+    server = start_server(env_mode=True)
     write = ("local", server.write_secret)
     assert upload_file(server, dists.base_wheel.path, "Foo_Bar.baz", "1.0", write).ok
     refused = requests.post(server.url + "initialize/", data={"config": NEW_CONFIG}, timeout=30)
