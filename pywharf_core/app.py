@@ -57,6 +57,7 @@ def create_app(
     session_key: str | None = None,
     session_lifetime: int = 12 * 3600,
     runtime: Any = None,
+    metrics_token: str | None = None,
 ) -> Starlette:
     """The pywharf ASGI application serving ``repositories``.
 
@@ -68,6 +69,8 @@ def create_app(
     with the process; ``pywharf server`` keeps one under ROOT).
     ``runtime``: the ``Runtime`` that takes ``POST /initialize/``; without it the
     configuration is fixed (404 there).
+    ``metrics_token``: serves ``/metrics`` and ``/readyz``'s per-repository detail to
+    its holder; without it ``/metrics`` is off and ``/readyz`` says only ready or not.
     """
     simple_routes = [
         Route("/", views.list_or_upload, methods=["GET", "POST"]),
@@ -104,6 +107,7 @@ def create_app(
     app.state.sessions = SessionSigner(session_key or secrets.token_hex(32), session_lifetime)
     app.state.metrics = metrics
     app.state.runtime = runtime
+    app.state.metrics_token = metrics_token
     # Read at scrape time: the served repositories may be replaced while running.
     metrics.watch(lambda: app.state.repositories)
     app.state.extra_index_url = extra_index_url.rstrip("/") + "/" if extra_index_url else None
@@ -132,6 +136,14 @@ async def _login_required(request: Request, exc: Exception) -> Response:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     login = f"{request.base_url}login/?next={quote(target, safe='/')}"
     return RedirectResponse(login, status_code=303)
+
+
+async def _metrics_token_required(request: Request, exc: Exception) -> Response:
+    return error_response(
+        401,
+        "Authentication required: send the server's metrics token (Authorization: Bearer <token>)",
+        {"WWW-Authenticate": 'Bearer realm="pywharf metrics"'},
+    )
 
 
 async def _not_acceptable(request: Request, exc: Exception) -> Response:
@@ -198,6 +210,7 @@ ERROR_RESPONSES: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] 
     NotFound: _with_status(404),
     AuthRequired: _auth_required,
     LoginRequired: _login_required,
+    ops.MetricsTokenRequired: _metrics_token_required,
     NotPermitted: _with_status(403),
     NotAcceptable: _not_acceptable,
     BackendError: _unexpected,

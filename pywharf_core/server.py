@@ -116,6 +116,7 @@ def run_server(
     initialize_secret: str | None = None,
     session_key: str | None = None,
     session_expires: int = 12 * 3600,
+    metrics_token: str | None = None,
     server: str = "waitress",
     debug: bool = False,
     host: str = "0.0.0.0",  # noqa: S104 (the seed default; containers need it)
@@ -145,6 +146,9 @@ def run_server(
         session_key: the key that signs browser sessions; give replicas the same one.
             Without it, a random key generated once and kept in ROOT/session_key.
         session_expires: seconds a browser login lasts.
+        metrics_token: serves GET /metrics, and /readyz per repository, to requests
+            with "Authorization: Bearer <token>" (or the token as basic-auth password).
+            Without it /metrics is off and /readyz answers only ready or not.
         server: waitress (the default), or uvicorn (pip install 'pywharf[uvicorn]'): about
             six times the page throughput on the same machine; no custom reason phrases.
         debug: debug logging and tracebacks in the log.
@@ -188,6 +192,7 @@ def run_server(
         session_key=load_or_create_key(root_path, text_flag(session_key)),
         session_lifetime=int(session_expires),
         runtime=runtime,
+        metrics_token=text_flag(metrics_token),
     )
     runtime.start(loaded)  # publishes the repositories to the app
     repositories = runtime.repositories.by_name

@@ -16,7 +16,7 @@ import requests
 from wharftest import clients
 from wharftest.cli import pywharf
 from wharftest.distbuilder import build_sdist, build_wheel, filler
-from wharftest.server import get, upload_file, wait_for
+from wharftest.server import METRICS_AUTH, METRICS_TOKEN, get, upload_file, wait_for
 
 
 def shared_config(tmp_path: Path, storage: Path, interval: int = 1) -> Path:
@@ -179,7 +179,12 @@ def test_unreadable_backend_keeps_the_last_good_index(start_server, tmp_path: Pa
         "index written"
         in pywharf("update_index", "file_system", "team", "--storage_root", str(storage)).stdout
     )
-    server = start_server("--config", str(shared_config(tmp_path, storage, interval=1)))
+    server = start_server(
+        "--config",
+        str(shared_config(tmp_path, storage, interval=1)),
+        "--metrics_token",
+        METRICS_TOKEN,
+    )
     assert dists.base_wheel.filename in get(server, "simple/foo-bar-baz/", auth=READ).text
     mtime = int(get(server, "index_mtime/", auth=READ).text)
     assert mtime > 0
@@ -196,7 +201,7 @@ def test_unreadable_backend_keeps_the_last_good_index(start_server, tmp_path: Pa
     page = get(server, "simple/foo-bar-baz/", auth=READ)
     assert page.status_code == 200 and dists.base_wheel.filename in page.text
     assert int(get(server, "index_mtime/", auth=READ).text) == mtime  # stale, as it should
-    report = get(server, "readyz").json()["repositories"]["team"]
+    report = get(server, "readyz", headers=METRICS_AUTH).json()["repositories"]["team"]
     assert report["sync_failures"] >= 2 and report["index_age_seconds"] >= 2
     log = server.log_text()
     assert log.count("cannot read the remote index") == 1  # once per failure streak
