@@ -39,6 +39,7 @@ from .negotiation import JSON_V1, TEXT_HTML
 from .proxy import ProxyHeadersMiddleware
 from .repository import Repositories, Repository
 from .sessions import SessionSigner
+from .throttle import FailureThrottle, TooManyAttempts
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.runtime = runtime
     app.state.metrics_token = metrics_token
+    app.state.auth_throttle = FailureThrottle()
     # Read at scrape time: the served repositories may be replaced while running.
     metrics.watch(lambda: app.state.repositories)
     app.state.extra_index_url = extra_index_url.rstrip("/") + "/" if extra_index_url else None
@@ -144,6 +146,11 @@ async def _metrics_token_required(request: Request, exc: Exception) -> Response:
         "Authentication required: send the server's metrics token (Authorization: Bearer <token>)",
         {"WWW-Authenticate": 'Bearer realm="pywharf metrics"'},
     )
+
+
+async def _too_many_attempts(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, TooManyAttempts)
+    return error_response(429, str(exc), {"Retry-After": str(exc.retry_after)})
 
 
 async def _not_acceptable(request: Request, exc: Exception) -> Response:
@@ -211,6 +218,7 @@ ERROR_RESPONSES: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] 
     AuthRequired: _auth_required,
     LoginRequired: _login_required,
     ops.MetricsTokenRequired: _metrics_token_required,
+    TooManyAttempts: _too_many_attempts,
     NotPermitted: _with_status(403),
     NotAcceptable: _not_acceptable,
     BackendError: _unexpected,

@@ -46,6 +46,7 @@ from .records import FileRecord
 from .repository import Repositories, Repository, UploadResult
 from .sessions import is_browser
 from .simple import project_list_data, project_page_data, render
+from .throttle import FailureThrottle
 from .upload import FORM_OVERHEAD_BYTES, MultipartUpload, multipart_boundary
 
 #: Upload body batches handed to the worker thread (fewer thread hops than 64 KiB chunks).
@@ -75,12 +76,19 @@ async def authorize(request: Request, need: Access) -> Repository:
             raise LoginRequired()
         raise AuthRequired(realm)
     repo = repositories.get(path_repo or credentials.username)
-    if repo is None:  # looks exactly like a wrong secret
-        raise AuthRequired(realm)
-    access = repo.cached_access(credentials.password)
+    # A secret verified before passes even while its address is throttled: a flood of
+    # failures cannot lock it out, and it tells a guesser nothing new.
+    access = repo.cached_access(credentials.password) if repo is not None else None
     if access is None:
-        access = await run_blocking(repo.access, credentials.password)
-    if access is Access.NONE:
+        throttle: FailureThrottle = request.app.state.auth_throttle
+        client = request.client.host if request.client else None  # trusted X-Forwarded-For
+        throttle.check(client)
+        access = Access.NONE
+        if repo is not None:
+            access = await run_blocking(repo.access, credentials.password)
+        if access is Access.NONE:
+            throttle.failed(client)
+    if repo is None or access is Access.NONE:  # an unknown repository looks the same
         raise AuthRequired(realm)
     if access < need:
         raise NotPermitted(f"This secret may only read repository {repo.name!r}, not change it")
