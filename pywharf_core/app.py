@@ -38,6 +38,7 @@ from .errors import (
 from .negotiation import JSON_V1, TEXT_HTML
 from .proxy import ProxyHeadersMiddleware
 from .repository import Repositories, Repository
+from .revocations import SessionRevocations
 from .sessions import SessionSigner
 from .throttle import FailureThrottle, TooManyAttempts
 
@@ -59,6 +60,7 @@ def create_app(
     session_lifetime: int = 12 * 3600,
     runtime: Any = None,
     metrics_token: str | None = None,
+    session_revocations: SessionRevocations | None = None,
 ) -> Starlette:
     """The pywharf ASGI application serving ``repositories``.
 
@@ -72,6 +74,8 @@ def create_app(
     configuration is fixed (404 there).
     ``metrics_token``: serves ``/metrics`` and ``/readyz``'s per-repository detail to
     its holder; without it ``/metrics`` is off and ``/readyz`` says only ready or not.
+    ``session_revocations``: where logouts are kept (``pywharf server``: under ROOT);
+    without it, in this process only.
     """
     simple_routes = [
         Route("/", views.list_or_upload, methods=["GET", "POST"]),
@@ -105,7 +109,9 @@ def create_app(
         exception_handlers=dict(ERROR_RESPONSES),
     )
     app.state.repositories = state
-    app.state.sessions = SessionSigner(session_key or secrets.token_hex(32), session_lifetime)
+    app.state.sessions = SessionSigner(
+        session_key or secrets.token_hex(32), session_lifetime, session_revocations
+    )
     app.state.metrics = metrics
     app.state.runtime = runtime
     app.state.metrics_token = metrics_token

@@ -27,6 +27,7 @@ from .errors import ConfigError
 from .files import create_once
 from .flags import bool_flag, text_flag
 from .repository import Repositories, Repository
+from .revocations import RootSessionRevocations
 from .runtime import (
     SAVED_ADMIN_SECRET,
     SAVED_CONFIG,
@@ -193,6 +194,7 @@ def run_server(
         session_lifetime=int(session_expires),
         runtime=runtime,
         metrics_token=text_flag(metrics_token),
+        session_revocations=RootSessionRevocations(root_path),
     )
     runtime.start(loaded)  # publishes the repositories to the app
     repositories = runtime.repositories.by_name
