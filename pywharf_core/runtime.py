@@ -113,15 +113,16 @@ class Runtime:
         cache: AccessCache,
         publish: Callable[[Repositories], None],
         initialize_secret: str | None = None,
-        open_window: bool = False,
+        open_window: bool | None = None,
     ) -> None:
         """``open_window``: without ``initialize_secret``, let local peers replace an
-        untouched embedded default (the service-container flow; see ``_check_allowed``)."""
+        untouched embedded default (the service-container flow; see ``_check_allowed``).
+        By default open when this process was started in environment mode."""
         self.root = root
         self.cache = cache
         self._publish = publish
         self._initialize_secret = initialize_secret
-        self._open_window = open_window
+        self._open_window = started_in_environment_mode() if open_window is None else open_window
         self._lock = threading.Lock()
         self._threads: list[SyncThread] = []
         self.repositories = Repositories({})

@@ -28,13 +28,7 @@ from .files import create_once
 from .flags import bool_flag, text_flag
 from .repository import Repositories, Repository
 from .revocations import RootSessionRevocations
-from .runtime import (
-    SAVED_ADMIN_SECRET,
-    SAVED_CONFIG,
-    LoadedConfig,
-    Runtime,
-    started_in_environment_mode,
-)
+from .runtime import SAVED_ADMIN_SECRET, SAVED_CONFIG, LoadedConfig, Runtime
 from .sessions import load_or_create_key
 from .upload import FORM_OVERHEAD_BYTES
 from .wsgi import ThreadLoopAdapter
@@ -139,8 +133,8 @@ def run_server(
         extra_index_url: redirect requests for projects this server does not hold to
             this index. Off by default, for safety against dependency confusion.
         trusted_proxy: comma-separated addresses of reverse proxies (or *) whose
-            X-Forwarded-Proto, X-Forwarded-Host and X-Forwarded-Prefix headers are
-            believed. Other peers' forwarded headers are ignored.
+            X-Forwarded-Proto, -Host, -Prefix and -For (the client's address) headers
+            are believed. Other peers' forwarded headers are ignored.
         initialize_secret: the proof POST /initialize/ needs to replace the configuration.
             Without it, /initialize/ works only on an untouched embedded default, in
             environment mode (the container image), from loopback or private addresses.
@@ -178,13 +172,7 @@ def run_server(
     def publish(repositories: Repositories) -> None:
         app.state.repositories = repositories
 
-    runtime = Runtime(
-        root_path,
-        cache,
-        publish,
-        initialize_secret=initialize_secret,
-        open_window=started_in_environment_mode(),
-    )
+    runtime = Runtime(root_path, cache, publish, initialize_secret=initialize_secret)
     app = create_app(
         {},
         debug=debug,
