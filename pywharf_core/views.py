@@ -34,6 +34,7 @@ from .errors import (
     AuthRequired,
     FileMissing,
     FileTooLarge,
+    InitializeRefused,
     LoginRequired,
     NotFound,
     NotPermitted,
@@ -349,9 +350,15 @@ async def initialize(request: Request) -> Response:
     if proof is None and credentials is not None:
         proof = credentials.password
     peer = request.client.host if request.client else None  # trusted proxies' X-Forwarded-For
-    names = await run_blocking(
-        runtime.initialize, fields["config"], fields["admin_secret"] or "", proof, peer
-    )
+    throttle: FailureThrottle = request.app.state.auth_throttle
+    throttle.check(peer)  # guessing --initialize_secret counts as guessing any secret
+    try:
+        names = await run_blocking(
+            runtime.initialize, fields["config"], fields["admin_secret"] or "", proof, peer
+        )
+    except InitializeRefused:
+        throttle.failed(peer)
+        raise
     return PlainTextResponse(f"OK: now serving {', '.join(names)}\n")
 
 

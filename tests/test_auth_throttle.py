@@ -102,3 +102,18 @@ def test_a_real_server_throttles_one_address_only(start_server) -> None:
     # The proxy itself (the loopback peer) was never blamed for the guesses it forwarded.
     direct = requests.get(server.url + "simple/", auth=("local", "typo"), timeout=30)
     assert direct.status_code == 401
+
+
+def test_guessing_the_initialize_secret_is_throttled_too(start_server) -> None:
+    server = start_server("--initialize_secret", "init-s3cret")
+    url = server.url + "initialize/"
+    config = '[x]\ntype = "file_system"\nread_secret = "r"\nwrite_secret = "w"\n'
+    for attempt in range(10):
+        wrong = requests.post(
+            url, data={"config": config, "initialize_secret": f"guess-{attempt}"}, timeout=30
+        )
+        assert wrong.status_code == 403, attempt
+    throttled = requests.post(
+        url, data={"config": config, "initialize_secret": "init-s3cret"}, timeout=30
+    )
+    assert throttled.status_code == 429 and int(throttled.headers["Retry-After"]) >= 1
