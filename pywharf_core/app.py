@@ -40,7 +40,9 @@ from .errors import (
 from .negotiation import JSON_V1, TEXT_HTML
 from .proxy import ProxyHeadersMiddleware
 from .repository import Repositories, Repository
+from .revocations import SessionRevocations
 from .sessions import SessionSigner
+from .throttle import FailureThrottle, TooManyAttempts
 from .upstream import UpstreamCollector
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,8 @@ def create_app(
     session_key: str | None = None,
     session_lifetime: int = 12 * 3600,
     runtime: Any = None,
+    metrics_token: str | None = None,
+    session_revocations: SessionRevocations | None = None,
 ) -> Starlette:
     """The pywharf ASGI application serving ``repositories``.
 
@@ -71,6 +75,10 @@ def create_app(
     with the process; ``pywharf server`` keeps one under ROOT).
     ``runtime``: the ``Runtime`` that takes ``POST /initialize/``; without it the
     configuration is fixed (404 there).
+    ``metrics_token``: serves ``/metrics`` and ``/readyz``'s per-repository detail to
+    its holder; without it ``/metrics`` is off and ``/readyz`` says only ready or not.
+    ``session_revocations``: where logouts are kept (``pywharf server``: under ROOT);
+    without it, in this process only.
     """
     simple_routes = [
         Route("/", views.list_or_upload, methods=["GET", "POST"]),
@@ -106,9 +114,13 @@ def create_app(
     )
     _relative_slash_redirects(app.router)
     app.state.repositories = state
-    app.state.sessions = SessionSigner(session_key or secrets.token_hex(32), session_lifetime)
+    app.state.sessions = SessionSigner(
+        session_key or secrets.token_hex(32), session_lifetime, session_revocations
+    )
     app.state.metrics = metrics
     app.state.runtime = runtime
+    app.state.metrics_token = metrics_token
+    app.state.auth_throttle = FailureThrottle()
     # Read at scrape time: the served repositories may be replaced while running.
     metrics.watch(lambda: app.state.repositories)
     metrics.registry.register(UpstreamCollector(lambda: app.state.repositories))
@@ -181,6 +193,19 @@ async def _login_required(request: Request, exc: Exception) -> Response:
     return RedirectResponse(login, status_code=303)
 
 
+async def _metrics_token_required(request: Request, exc: Exception) -> Response:
+    return error_response(
+        401,
+        "Authentication required: send the server's metrics token (Authorization: Bearer <token>)",
+        {"WWW-Authenticate": 'Bearer realm="pywharf metrics"'},
+    )
+
+
+async def _too_many_attempts(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, TooManyAttempts)
+    return error_response(429, str(exc), {"Retry-After": str(exc.retry_after)})
+
+
 async def _not_acceptable(request: Request, exc: Exception) -> Response:
     return error_response(
         406,
@@ -245,6 +270,8 @@ ERROR_RESPONSES: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] 
     NotFound: _with_status(404),
     AuthRequired: _auth_required,
     LoginRequired: _login_required,
+    ops.MetricsTokenRequired: _metrics_token_required,
+    TooManyAttempts: _too_many_attempts,
     NotPermitted: _with_status(403),
     NotAcceptable: _not_acceptable,
     BackendError: _unexpected,

@@ -50,9 +50,13 @@ def parse_basic_auth(header: str | None) -> Credentials | None:
 
 
 class AccessCache:
-    """Remembers positive access decisions for a while; bounded in size."""
+    """Remembers positive access decisions for a while; bounded in size.
+
+    One cache serves one configuration: a new configuration (``/initialize/``) gets a
+    ``renewed()`` cache, so a secret it rotated out is refused at once."""
 
     def __init__(self, read_expires: float, write_expires: float, max_entries: int = 4096) -> None:
+        self._read_expires, self._write_expires = read_expires, write_expires
         self._expires = {Access.READ: read_expires, Access.WRITE: write_expires}
         self._max_entries = max_entries
         self._entries: OrderedDict[tuple[str, bytes], tuple[Access, float]] = OrderedDict()
@@ -94,3 +98,9 @@ class AccessCache:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+
+    def renewed(self) -> AccessCache:
+        """An empty cache with the same settings, for the next configuration. Requests
+        still in flight on the old repositories write into this (old) one, never into
+        the new: clearing one shared cache would race with them."""
+        return AccessCache(self._read_expires, self._write_expires, self._max_entries)

@@ -1,13 +1,18 @@
-"""Operations endpoints: liveness, readiness and Prometheus metrics (no auth needed for
-the first; readiness and metrics show repository names and index ages, nothing secret).
+"""Operations endpoints: liveness, readiness and Prometheus metrics.
 
     GET /healthz   200 while the process serves requests
     GET /readyz    200 when every repository's index has been synced, else 503; JSON
-    GET /metrics   Prometheus text format
+    GET /metrics   Prometheus text format; only with --metrics_token, and only to it
+
+Repository names stay with those who hold a secret (an unknown repository looks exactly
+like a wrong secret): anyone gets readiness as one yes or no, the holder of the metrics
+token (``Authorization: Bearer <token>``, or as the basic-auth password, as Prometheus's
+``authorization`` and ``basic_auth`` send it) gets it per repository, and the metrics.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +25,8 @@ from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
+from .auth import parse_basic_auth
+from .errors import NotFound, RequestRefused
 from .repository import Repositories
 from .upload import UploadResult
 
@@ -132,8 +139,29 @@ async def healthz(request: Request) -> Response:
     return PlainTextResponse("ok\n")
 
 
+class MetricsTokenRequired(RequestRefused):
+    """``/metrics`` (or ``/readyz``'s detail) without the right metrics token."""
+
+
+def has_metrics_token(request: Request) -> bool:
+    """The request carries the server's ``--metrics_token`` (compared in constant time)."""
+    token: str | None = getattr(request.app.state, "metrics_token", None)
+    if not token:
+        return False
+    header = request.headers.get("authorization") or ""
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer":
+        credentials = parse_basic_auth(header)
+        given = credentials.password if credentials is not None else ""
+    return hmac.compare_digest(given.strip().encode("utf-8"), token.encode("utf-8"))
+
+
 async def readyz(request: Request) -> Response:
     repositories: Repositories = request.app.state.repositories
+    ready = all(repo.synced_at is not None for repo in repositories)
+    status = 200 if ready else 503
+    if not has_metrics_token(request):  # a load balancer needs no more than this
+        return JSONResponse({"ready": ready}, status_code=status)
     now = time.time()
     report = {
         repo.name: {
@@ -144,10 +172,13 @@ async def readyz(request: Request) -> Response:
         }
         for repo in repositories
     }
-    ready = all(item["synced"] for item in report.values())
-    return JSONResponse({"ready": ready, "repositories": report}, status_code=200 if ready else 503)
+    return JSONResponse({"ready": ready, "repositories": report}, status_code=status)
 
 
 async def metrics(request: Request) -> Response:
+    if not getattr(request.app.state, "metrics_token", None):
+        raise NotFound("/metrics is served when the server is started with --metrics_token")
+    if not has_metrics_token(request):
+        raise MetricsTokenRequired("/metrics needs the metrics token")
     registry = request.app.state.metrics.registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

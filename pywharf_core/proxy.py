@@ -1,8 +1,11 @@
-"""Honouring ``X-Forwarded-Proto``, ``-Host`` and ``-Prefix`` from trusted proxies only.
+"""Honouring ``X-Forwarded-Proto``, ``-Host``, ``-Prefix`` and ``-For`` from trusted
+proxies only.
 
 Behind a reverse proxy that serves pywharf under ``https://pkgs.example.com/pypi/``, the
 proxy sends these headers and the URLs pywharf builds (redirects) use them. From any
 other peer they are ignored, so nobody can make pywharf point clients elsewhere.
+``X-Forwarded-For`` becomes the request's client address (the scope's ``client``), which
+the failed-login throttle and ``/initialize/``'s open window judge.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ class ProxyHeadersMiddleware:
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and self.trusted and self._is_trusted(scope):
             scope = self._apply(scope)
+            scope = self._forwarded_client(scope)
         await self.app(scope, receive, send)
 
     def _is_trusted(self, scope: Scope) -> bool:
@@ -54,6 +58,25 @@ class ProxyHeadersMiddleware:
                 # raw_path is the path as sent: percent-encoded, so ASCII whatever it holds.
                 scope["raw_path"] = quote(prefix).encode("ascii") + raw
         return scope
+
+    def _forwarded_client(self, scope: Scope) -> Scope:
+        """The client as the proxies saw it: the right-most ``X-Forwarded-For`` hop that is
+        not itself a trusted proxy. Hops further left were written by the client (and by
+        proxies nobody vouches for), so they could be anything; with ``*`` only the
+        right-most hop, the one the proxy that connected to us wrote, is believed."""
+        values = [
+            v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"x-forwarded-for"
+        ]
+        hops = [hop.strip() for hop in ",".join(values).split(",") if hop.strip()]
+        if not hops:
+            return scope
+        client = hops[-1]
+        if "*" not in self.trusted:
+            for hop in reversed(hops):
+                client = hop
+                if hop not in self.trusted:
+                    break
+        return {**scope, "client": (client, 0)}
 
 
 def _first(value: str | None) -> str | None:

@@ -34,6 +34,7 @@ from .errors import ConfigError
 from .files import create_once
 from .flags import bool_flag, text_flag
 from .repository import Repositories, Repository
+from .revocations import RootSessionRevocations
 from .runtime import SAVED_ADMIN_SECRET, SAVED_CONFIG, LoadedConfig, Runtime
 from .sessions import load_or_create_key
 from .upload import FORM_OVERHEAD_BYTES
@@ -137,6 +138,7 @@ def run_server(
     initialize_secret: str | None = None,
     session_key: str | None = None,
     session_expires: int = 12 * 3600,
+    metrics_token: str | None = None,
     server: str = "waitress",
     debug: bool = False,
     host: str = "0.0.0.0",  # noqa: S104 (the seed default; containers need it)
@@ -163,13 +165,17 @@ def run_server(
             names never asked of upstream. With --config, set upstream_url in a
             repository's table instead.
         trusted_proxy: comma-separated addresses of reverse proxies (or *) whose
-            X-Forwarded-Proto, X-Forwarded-Host and X-Forwarded-Prefix headers are
-            believed. Other peers' forwarded headers are ignored.
+            X-Forwarded-Proto, -Host, -Prefix and -For (the client's address) headers
+            are believed. Other peers' forwarded headers are ignored.
         initialize_secret: the proof POST /initialize/ needs to replace the configuration.
-            Without it, /initialize/ works only on an untouched embedded default.
+            Without it, /initialize/ works only on an untouched embedded default, in
+            environment mode (the container image), from loopback or private addresses.
         session_key: the key that signs browser sessions; give replicas the same one.
             Without it, a random key generated once and kept in ROOT/session_key.
         session_expires: seconds a browser login lasts.
+        metrics_token: serves GET /metrics, and /readyz per repository, to requests
+            with "Authorization: Bearer <token>" (or the token as basic-auth password).
+            Without it /metrics is off and /readyz answers only ready or not.
         server: waitress (the default), or uvicorn (pip install 'pywharf[uvicorn]'): about
             six times the page throughput on the same machine; no custom reason phrases.
         debug: debug logging and tracebacks in the log.
@@ -209,6 +215,8 @@ def run_server(
         session_key=load_or_create_key(root_path, text_flag(session_key)),
         session_lifetime=int(session_expires),
         runtime=runtime,
+        metrics_token=text_flag(metrics_token),
+        session_revocations=RootSessionRevocations(root_path),
     )
     runtime.start(loaded)  # publishes the repositories to the app
     repositories = runtime.repositories.by_name

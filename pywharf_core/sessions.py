@@ -6,6 +6,9 @@ or given with ``--session_key`` (or ``PYWHARF_COMMAND_SESSION_KEY``) so that rep
 share it. A request counts as a browser's when it carries no ``Authorization`` header,
 its ``Accept`` prefers ``text/html`` and it is a navigation (``is_browser``); nothing
 looks at the User-Agent.
+
+Logging out ends the session on the server too (``SessionRevocations``): a copy of the
+cookie stops working at once, not when it expires.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from .backend import Access
 from .errors import NotAcceptable
 from .files import create_once
 from .negotiation import TEXT_HTML, negotiate
+from .revocations import MemorySessionRevocations, SessionRevocations, session_id
 
 SESSION_COOKIE = "pywharf_session"
 CSRF_COOKIE = "pywharf_csrf"
@@ -37,6 +41,7 @@ class Session:
     repo: str
     access: Access
     expires: float
+    id: str = ""  # the SHA-256 of the cookie: what logging out revokes
 
 
 def load_or_create_key(root: Path, given: str | None) -> str:
@@ -50,25 +55,40 @@ def load_or_create_key(root: Path, given: str | None) -> str:
 
 
 class SessionSigner:
-    def __init__(self, key: str, lifetime: int) -> None:
+    def __init__(
+        self, key: str, lifetime: int, revocations: SessionRevocations | None = None
+    ) -> None:
+        """``revocations``: where logouts are kept; without it, in this process only."""
         self.lifetime = lifetime
+        self.revocations = revocations or MemorySessionRevocations()
         self._sessions = URLSafeSerializer(key, salt="pywharf-session")
         self._csrf = URLSafeSerializer(key, salt="pywharf-login-csrf")
 
     # -- sessions ---------------------------------------------------------------------
     def read(self, request: Request) -> Session | None:
-        """The request's valid session, or ``None`` (missing, forged or expired)."""
+        """The request's valid session, or ``None`` (missing, forged, expired or ended)."""
         value = request.cookies.get(SESSION_COOKIE)
         if not value:
             return None
         try:
             data = self._sessions.loads(value)
-            session = Session(str(data["repo"]), Access(int(data["access"])), float(data["exp"]))
+            session = Session(
+                str(data["repo"]),
+                Access(int(data["access"])),
+                float(data["exp"]),
+                session_id(value),
+            )
         except (BadSignature, KeyError, TypeError, ValueError):
             return None
         if session.expires <= time.time() or session.access is Access.NONE:
             return None
+        if self.revocations.is_revoked(session.id):
+            return None
         return session
+
+    def end(self, session: Session) -> None:
+        """Log out: ``session`` is refused from now on, wherever its cookie is sent."""
+        self.revocations.revoke(session.id, session.expires)
 
     def issue(self, response: Response, request: Request, repo: str, access: Access) -> None:
         expires = time.time() + self.lifetime

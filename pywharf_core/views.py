@@ -38,6 +38,7 @@ from .errors import (
     AuthRequired,
     BadRequest,
     FileMissing,
+    InitializeRefused,
     LoginRequired,
     NotFound,
     NotPermitted,
@@ -48,6 +49,7 @@ from .records import FileRecord
 from .repository import Repositories, Repository
 from .sessions import is_browser
 from .simple import API_VERSION, project_list_data, project_page_data, render
+from .throttle import FailureThrottle
 from .upload import accept_upload
 from .upstream import UPSTREAM_STATE_HEADER, Upstream, upstream_sha256
 
@@ -86,12 +88,19 @@ async def authorize(request: Request, need: Access) -> Repository:
             raise LoginRequired()
         raise AuthRequired(realm)
     repo = repositories.get(path_repo or credentials.username)
-    if repo is None:  # looks exactly like a wrong secret
-        raise AuthRequired(realm)
-    access = repo.cached_access(credentials.password)
+    # A secret verified before passes even while its address is throttled: a flood of
+    # failures cannot lock it out, and it tells a guesser nothing new.
+    access = repo.cached_access(credentials.password) if repo is not None else None
     if access is None:
-        access = await run_blocking(repo.access, credentials.password)
-    if access is Access.NONE:
+        throttle: FailureThrottle = request.app.state.auth_throttle
+        client = request.client.host if request.client else None  # trusted X-Forwarded-For
+        throttle.check(client)
+        access = Access.NONE
+        if repo is not None:
+            access = await run_blocking(repo.access, credentials.password)
+        if access is Access.NONE:
+            throttle.failed(client)
+    if repo is None or access is Access.NONE:  # an unknown repository looks the same
         raise AuthRequired(realm)
     if access < need:
         raise NotPermitted(f"This secret may only read repository {repo.name!r}, not change it")
@@ -408,9 +417,16 @@ async def initialize(request: Request) -> Response:
     credentials = parse_basic_auth(request.headers.get("authorization"))
     if proof is None and credentials is not None:
         proof = credentials.password
-    names = await run_blocking(
-        runtime.initialize, fields["config"], fields["admin_secret"] or "", proof
-    )
+    peer = request.client.host if request.client else None  # trusted proxies' X-Forwarded-For
+    throttle: FailureThrottle = request.app.state.auth_throttle
+    throttle.check(peer)  # guessing --initialize_secret counts as guessing any secret
+    try:
+        names = await run_blocking(
+            runtime.initialize, fields["config"], fields["admin_secret"] or "", proof, peer
+        )
+    except InitializeRefused:
+        throttle.failed(peer)
+        raise
     return PlainTextResponse(f"OK: now serving {', '.join(names)}\n")
 
 

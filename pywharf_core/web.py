@@ -143,6 +143,16 @@ def _login_form(
 
 
 async def logout(request: Request) -> Response:
+    """GET: a page with one button, changing nothing (so a link or an image on another
+    site cannot log anyone out); its POST ends the session on the server too, so a copy
+    of the cookie stops working, and clears the cookie. A cross-site POST carries no
+    session cookie (it is ``SameSite=Lax``), so it has nothing to end."""
+    signer = _signer(request)
+    session = signer.read(request)
+    if request.method == "GET":
+        return _page("logout.html", title="Log out", session_repo=session and session.repo)
+    if session is not None:
+        await run_blocking(signer.end, session)
     response = RedirectResponse(site_url(request, "login/"), status_code=303)
     SessionSigner.clear(response)
     return response

@@ -10,7 +10,7 @@ pytest.register_assert_rewrite("pywharf_core.testing")
 
 from wharftest import clients  # noqa: E402
 from wharftest.distbuilder import Dist, build_sdist, build_wheel  # noqa: E402
-from wharftest.server import WharfServer, get  # noqa: E402
+from wharftest.server import METRICS_TOKEN, WharfServer, get  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,8 @@ def populated(
     """A server on the embedded default, holding every session dist: uploaded with
     twine, except the normalized sdist, uploaded with uv publish (which skips legacy
     sdist filenames such as ``Foo_Bar.baz-1.0.tar.gz`` with only a warning)."""
-    server = WharfServer(tmp_path_factory.mktemp("populated") / "root").start()
+    root = tmp_path_factory.mktemp("populated") / "root"
+    server = WharfServer(root, "--metrics_token", METRICS_TOKEN).start()
     upload_url = server.url + "simple/"
     with_twine = [d.path for d in dists.all if d is not dists.app_sdist]
     clients.twine_upload(upload_url, "local", server.write_secret, *with_twine, env=client_env)

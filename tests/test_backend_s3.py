@@ -20,7 +20,7 @@ from pywharf_backends.s3.storage import create
 from wharftest import clients
 from wharftest.cli import pywharf
 from wharftest.distbuilder import build_wheel, filler
-from wharftest.server import WharfServer, get, upload_file, wait_for
+from wharftest.server import METRICS_AUTH, METRICS_TOKEN, WharfServer, get, upload_file, wait_for
 
 from pywharf_core.backend import BackendContext
 from pywharf_core.testing import BackendConformance
@@ -97,7 +97,14 @@ def s3_server(
     folder = tmp_path / uuid.uuid4().hex[:8]
     folder.mkdir()
     config, secret = write_config(folder, endpoint, bucket, **extra)
-    return start_server("--config", str(config), "--admin_secret", str(secret))
+    return start_server(
+        "--config", str(config), "--admin_secret", str(secret), "--metrics_token", METRICS_TOKEN
+    )
+
+
+def sync_failures(server: WharfServer) -> int:
+    report = get(server, "readyz", headers=METRICS_AUTH).json()
+    return int(report["repositories"]["cloud"]["sync_failures"])
 
 
 def update_index(endpoint: str, bucket: str) -> str:
@@ -246,7 +253,7 @@ def test_s3_gone_means_503_and_the_last_good_index(start_server, tmp_path: Path,
     assert int(download.headers["Retry-After"]) > 0
     page = get(server, "simple/foo-bar-baz/", auth=READ)
     assert page.status_code == 200 and dists.base_wheel.filename in page.text
-    wait_for(lambda: get(server, "readyz").json()["repositories"]["cloud"]["sync_failures"] > 0, 5)
+    wait_for(lambda: sync_failures(server) > 0, 5)
     assert "cannot read the remote index" in server.log_text()
 
 

@@ -241,7 +241,7 @@ def test_login_form_rules(site) -> None:
         server.url + "simple/demo-app/", headers={"Accept": BROWSER_ACCEPT}, timeout=10
     )
     assert page.status_code == 200 and "A demo app" in page.text
-    logout = session.get(server.url + "logout/", allow_redirects=False, timeout=10)
+    logout = session.post(server.url + "logout/", allow_redirects=False, timeout=10)
     assert logout.status_code == 303 and logout.headers["Location"] == "/login/"
     assert (
         session.get(

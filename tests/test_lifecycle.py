@@ -16,7 +16,7 @@ import requests
 from wharftest import clients
 from wharftest.cli import pywharf
 from wharftest.distbuilder import build_sdist, build_wheel, filler
-from wharftest.server import get, upload_file, wait_for
+from wharftest.server import METRICS_AUTH, METRICS_TOKEN, get, upload_file, wait_for
 
 
 def shared_config(tmp_path: Path, storage: Path, interval: int = 1) -> Path:
@@ -179,7 +179,12 @@ def test_unreadable_backend_keeps_the_last_good_index(start_server, tmp_path: Pa
         "index written"
         in pywharf("update_index", "file_system", "team", "--storage_root", str(storage)).stdout
     )
-    server = start_server("--config", str(shared_config(tmp_path, storage, interval=1)))
+    server = start_server(
+        "--config",
+        str(shared_config(tmp_path, storage, interval=1)),
+        "--metrics_token",
+        METRICS_TOKEN,
+    )
     assert dists.base_wheel.filename in get(server, "simple/foo-bar-baz/", auth=READ).text
     mtime = int(get(server, "index_mtime/", auth=READ).text)
     assert mtime > 0
@@ -196,7 +201,7 @@ def test_unreadable_backend_keeps_the_last_good_index(start_server, tmp_path: Pa
     page = get(server, "simple/foo-bar-baz/", auth=READ)
     assert page.status_code == 200 and dists.base_wheel.filename in page.text
     assert int(get(server, "index_mtime/", auth=READ).text) == mtime  # stale, as it should
-    report = get(server, "readyz").json()["repositories"]["team"]
+    report = get(server, "readyz", headers=METRICS_AUTH).json()["repositories"]["team"]
     assert report["sync_failures"] >= 2 and report["index_age_seconds"] >= 2
     log = server.log_text()
     assert log.count("cannot read the remote index") == 1  # once per failure streak
@@ -217,7 +222,7 @@ NEW_CONFIG = '[fresh]\ntype = "file_system"\nread_secret = "fresh-r"\nwrite_secr
 
 def test_initialize_an_untouched_embedded_default_once(start_server, tmp_path: Path) -> None:
     root = tmp_path / "root"
-    server = start_server(root=root)
+    server = start_server(root=root, env_mode=True)  # the service-container flow
     local = ("local", server.read_secret)
     response = requests.post(
         server.url + "initialize/", data={"config": NEW_CONFIG, "admin_secret": ""}, timeout=30
@@ -237,7 +242,7 @@ def test_initialize_an_untouched_embedded_default_once(start_server, tmp_path: P
 def test_initialize_refused_once_something_was_uploaded(
     start_server, tmp_path: Path, dists
 ) -> None:
-    server = start_server()
+    server = start_server(env_mode=True)
     write = ("local", server.write_secret)
     assert upload_file(server, dists.base_wheel.path, "Foo_Bar.baz", "1.0", write).ok
     refused = requests.post(server.url + "initialize/", data={"config": NEW_CONFIG}, timeout=30)

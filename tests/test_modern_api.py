@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from wharftest import clients
 from wharftest.cli import pywharf
 from wharftest.distbuilder import build_wheel
-from wharftest.server import WharfServer, get, upload_file
+from wharftest.server import METRICS_AUTH, METRICS_TOKEN, WharfServer, get, upload_file
 
 JSON = "application/vnd.pypi.simple.v1+json"
 HTML = "application/vnd.pypi.simple.v1+html"
@@ -393,7 +393,8 @@ def test_forwarded_headers_from_trusted_proxies_only(start_server) -> None:
 def test_health_readiness_and_metrics(populated: WharfServer, auth) -> None:
     health = get(populated, "healthz")
     assert health.status_code == 200 and health.text == "ok\n"
-    ready = get(populated, "readyz")
+    assert get(populated, "readyz").json() == {"ready": True}  # for anyone: no names
+    ready = get(populated, "readyz", headers=METRICS_AUTH)
     assert ready.status_code == 200
     report = ready.json()
     assert report["ready"] is True
@@ -402,7 +403,7 @@ def test_health_readiness_and_metrics(populated: WharfServer, auth) -> None:
 
     get(populated, "simple/foo-bar-baz/", auth=auth)
     get(populated, "simple/no-such/", auth=auth)
-    text = get(populated, "metrics").text
+    text = get(populated, "metrics", headers=METRICS_AUTH).text
     families = {family.name: family for family in text_string_to_metric_families(text)}
     requests_total = {
         (s.labels["route"], s.labels["status"]): s.value
@@ -438,8 +439,8 @@ def test_readiness_fails_while_an_index_cannot_be_read(start_server, tmp_path: P
         '[broken]\ntype = "file_system"\nread_secret = "r"\nwrite_secret = "w"\n'
         f'storage_root = "{storage}"\n'
     )
-    server = start_server("--config", str(config))
-    ready = get(server, "readyz")
+    server = start_server("--config", str(config), "--metrics_token", METRICS_TOKEN)
+    ready = get(server, "readyz", headers=METRICS_AUTH)
     assert ready.status_code == 503
     assert ready.json()["repositories"]["broken"] == {
         "synced": False,

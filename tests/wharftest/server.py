@@ -17,6 +17,9 @@ from pathlib import Path
 import requests
 
 STARTUP_TIMEOUT = 30.0
+#: The ``--metrics_token`` of servers whose tests read /metrics or /readyz's detail.
+METRICS_TOKEN = "metrics-t0ken"
+METRICS_AUTH = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 
 
 class WharfServer:
