@@ -53,7 +53,7 @@ def test_logout_ends_the_session_for_every_copy_of_the_cookie(start_server) -> N
     assert browses(server, cookies)
     # The form's POST ends it; the browser's cookie is cleared...
     out = requests.post(server.url + "logout/", cookies=cookies, allow_redirects=False, timeout=10)
-    assert out.status_code == 303 and out.headers["Location"] == server.url + "login/"
+    assert out.status_code == 303 and out.headers["Location"] == "/login/"
     assert 'pywharf_session=""' in out.headers["Set-Cookie"]
     # ...and a copy kept elsewhere is refused, by browsers and tools alike.
     assert not browses(server, cookies)

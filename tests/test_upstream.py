@@ -17,7 +17,7 @@ import requests
 from wharftest import clients
 from wharftest.distbuilder import build_wheel
 from wharftest.fakeindex import FakeIndex
-from wharftest.server import WharfServer, get, upload_file, wait_for
+from wharftest.server import METRICS_AUTH, METRICS_TOKEN, WharfServer, get, upload_file, wait_for
 
 from pywharf_core.client import set_yanked
 
@@ -59,7 +59,7 @@ def downstream(start_server, tmp_path: Path, url: str, **keys: object) -> WharfS
     folder = tmp_path / f"down{time.monotonic_ns()}"
     folder.mkdir()
     (folder / "config.toml").write_text("\n".join(lines) + "\n")
-    return start_server("--config", str(folder / "config.toml"))
+    return start_server("--config", str(folder / "config.toml"), "--metrics_token", METRICS_TOKEN)
 
 
 def index(server: WharfServer) -> str:
@@ -101,7 +101,7 @@ def test_one_index_url_installs_private_and_public_packages(
     assert all(f["upload-time"] and f["size"] and f["core-metadata"] for f in data["files"])
     # Nothing of the upstream's credentials is shown anywhere.
     assert upstream.read_secret not in server.log_text()
-    assert upstream.read_secret not in get(server, "metrics").text
+    assert upstream.read_secret not in get(server, "metrics", headers=METRICS_AUTH).text
 
 
 def test_poetry_locks_private_and_public_through_one_url(
@@ -193,7 +193,7 @@ def test_upstream_down_serves_the_cache_and_503_for_the_rest(
     assert page(server, "kept").headers["X-Pywharf-Upstream"] == "stale"
     refused = page(server, "never-asked")
     assert refused.status_code == 503 and int(refused.headers["Retry-After"]) > 0
-    metrics = get(server, "metrics").text
+    metrics = get(server, "metrics", headers=METRICS_AUTH).text
     assert 'pywharf_upstream_stale_serves_total{repo="team"}' in metrics
 
 
