@@ -14,7 +14,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
-from . import ops, views, web
+from . import hints, ops, views, web
 from .errors import (
     BackendUnavailable,
     ConfigError,
@@ -63,6 +63,7 @@ def create_app(
         Route("/{project}/{filename}", views.download, methods=["GET"]),
         Route("/{project}/{filename}/yank", views.yank, methods=["POST"]),
         Route("/{project}/{filename}/unyank", views.unyank, methods=["POST"]),
+        *hints.SIMPLE_ROUTES,  # last: only what nothing above matched
     ]
     state = Repositories(repositories)
     metrics = ops.Metrics()
@@ -80,6 +81,7 @@ def create_app(
             Route("/healthz", ops.healthz, methods=["GET"]),
             Route("/readyz", ops.readyz, methods=["GET"]),
             Route("/metrics", ops.metrics, methods=["GET"]),
+            *hints.ROUTES,  # last: only what nothing above matched
         ],
         middleware=[
             Middleware(ProxyHeadersMiddleware, trusted=tuple(trusted_proxies)),
