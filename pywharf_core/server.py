@@ -245,26 +245,26 @@ def prepare_root(root: Path) -> None:
     """Create ROOT and check that this process can write in it: one clear line now rather
     than a traceback at the first upload."""
     for parent in [root, *root.parents]:
-        if parent.exists() and not parent.is_dir():
-            where = f"ROOT {root}" if parent == root else f"ROOT {root}: {parent}"
-            raise ConfigError(f"{where} is a file, not a folder; give a folder path as ROOT")
-        if parent.exists():
+        if os.path.lexists(parent):  # False too where a folder above may not be entered
+            if not os.path.isdir(parent):
+                where = f"ROOT {root}" if parent == root else f"ROOT {root}: {parent}"
+                raise ConfigError(f"{where} is a file, not a folder; give a folder path as ROOT")
             break
-    root.mkdir(parents=True, exist_ok=True)
     try:
+        root.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=root):
             pass
     except OSError as exc:
         raise ConfigError(
             f"ROOT {root} is not writable ({exc.strerror}): pywharf keeps its state there; "
-            "fix its permissions or give another folder"
+            "fix the permissions or give another folder"
         ) from None
 
 
 def _missing_folders(path: Path) -> list[Path]:
     missing = []
     for folder in [path, *path.parents]:
-        if folder.exists():
+        if os.path.lexists(folder):
             break
         missing.append(folder)
     return missing  # deepest first
@@ -273,7 +273,7 @@ def _missing_folders(path: Path) -> list[Path]:
 def _remove_if_empty(created: list[Path]) -> None:
     # Only folders this process created, and only while empty, deepest first.
     for top in reversed(created):
-        if not top.is_dir():
+        if not os.path.isdir(top):
             continue
         for folder, _, _ in sorted(os.walk(top), key=lambda entry: -len(entry[0])):
             with contextlib.suppress(OSError):
