@@ -144,8 +144,9 @@ def run_server(
         session_key: the key that signs browser sessions; give replicas the same one.
             Without it, a random key generated once and kept in ROOT/session_key.
         session_expires: seconds a browser login lasts.
-        server: waitress (the default), or uvicorn (pip install 'pywharf[uvicorn]'): about
-            six times the page throughput on the same machine; no custom reason phrases.
+        server: waitress (the default), or uvicorn (the uvicorn extra: pip install
+            '.[uvicorn]' in a pywharf checkout): faster pages, measured in the README's
+            Performance section; no custom reason phrases.
         debug: debug logging and tracebacks in the log.
         host: address to listen on.
         port: port to listen on; 0 picks a free port and prints it.
@@ -356,7 +357,8 @@ def _serve_uvicorn(
         import uvicorn
     except ImportError:
         raise ConfigError(
-            "--server uvicorn needs uvicorn: pip install 'pywharf[uvicorn]'"
+            "--server uvicorn needs uvicorn: pip install '.[uvicorn]' in a pywharf checkout "
+            "(pywharf[uvicorn] from PyPI is the older pywharf 0.2.3)"
         ) from None
     unknown = set(options) - set(WAITRESS_DEFAULTS) - {"max_request_body_size"}
     if unknown:
