@@ -73,9 +73,15 @@ def update_index(
     context = BackendContext(repo_name, Path(str(root)).resolve(), admin_secret, serving=False)
     if backend_type == "file_system" and not bool_flag("create", create):
         _require_storage_folder(context, settings)
-    backend = spec.create(context, settings)
     progress = terminal_progress(repo_name)
-    summary = run_update_index(backend, progress)
+    try:
+        backend = spec.create(context, settings)
+        summary = run_update_index(backend, progress)
+    except OSError as exc:  # a storage folder that cannot be created, read or written
+        place = f"{exc.filename}: " if exc.filename else ""
+        raise PywharfError(
+            f"{place}{exc.strerror or exc}; check that this user can write the storage"
+        ) from None
     if progress is not None:
         sys.stderr.write("\r\033[K")
     print(summary.line(repo_name))

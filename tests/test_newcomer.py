@@ -279,6 +279,15 @@ def test_update_index_on_a_missing_storage_fails_unless_create(tmp_path: Path) -
     assert again.returncode == 0 and "index unchanged" in again.stdout
 
 
+def test_update_index_on_a_storage_it_cannot_create(tmp_path: Path) -> None:
+    regular = tmp_path / "afile"
+    regular.write_text("not a folder")
+    result = pywharf(
+        "update_index", "file_system", "team", "--storage_root", str(regular / "s"), "--create"
+    )
+    one_error_line(result, f"{regular / 's'}", "Not a directory", "check that this user")
+
+
 # -- 5. the banner -------------------------------------------------------------------------
 
 
