@@ -192,6 +192,40 @@ def test_upload_recipe(tool: str, start_server, tmp_path: Path, client_env: dict
         assert f"simple//{name}" in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("where", ["url", "password"])
+def test_pdm_expands_variables_only_in_urls(
+    where: str, start_server, tmp_path: Path, client_env: dict[str, str]
+) -> None:
+    """Covers **[pdm-source]** and the sentence before it: the documented source locks;
+    the same variable in ``password`` is not expanded."""
+    server: WharfServer = start_server()
+    host = server.url.split("//", 1)[1].rstrip("/")
+    wheel = build_wheel(tmp_path / "dist", "from-wharf", "1.0")
+    write = server.write_secret
+    clients.twine_upload(server.url + "simple/", "local", write, wheel.path, env=client_env)
+    source = snippet("pdm-source").replace("127.0.0.1:8888", host)
+    if where == "password":
+        source = source.replace(
+            f'url = "http://local:${{WHARF_READ}}@{host}/simple/"',
+            f'url = "http://{host}/simple/"\nusername = "local"\npassword = "${{WHARF_READ}}"',
+        )
+    project = tmp_path / "consumer"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "consumer"\nversion = "0.1"\n'
+        f'requires-python = ">={sys.version_info.major}.{sys.version_info.minor}"\n'
+        'dependencies = ["from-wharf"]\n\n' + source
+    )
+    env = {**client_env, "WHARF_READ": server.read_secret}
+    result = clients.run([str(clients.BIN / "pdm"), "lock"], env, cwd=project, check=False)
+    if where == "url":
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "from-wharf" in (project / "pdm.lock").read_text()
+    else:
+        assert result.returncode != 0
+        assert "Unable to find candidates for from-wharf" in result.stdout + result.stderr
+
+
 # -- behind a proxy (item 14) -------------------------------------------------------------------
 
 
