@@ -317,7 +317,10 @@ def command_help(command: str, func: Callable[..., Any], args: Sequence[str]) ->
     for p in _parameters(func):
         if p.name in positional or p.kind is p.VAR_KEYWORD:
             continue
-        lines.append(f"  --{p.name} (default: {_value_text(p.default)})")
+        kind = str(p.annotation) if p.annotation is not p.empty else ""
+        lines.append(
+            f"  --{p.name} {kind} (default: {_value_text(p.default)})".replace("  (", " (")
+        )
         if docs.get(p.name):
             lines.append(f"      {docs[p.name]}")
     lines += ["  -h, --help", "      show this help and exit (runs nothing)"]

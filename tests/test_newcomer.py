@@ -240,7 +240,9 @@ def test_help_lists_each_backends_keys_with_types_and_defaults() -> None:
     for backend in ("file_system", "s3", "github"):
         assert f"config keys of the {backend} backend" in every
     server = pywharf("server", "-h").stdout
-    assert "--port (default: 8888)" in server and "--host (default: '0.0.0.0')" in server
+    assert "--port int (default: 8888)" in server
+    assert "--host str (default: '0.0.0.0')" in server
+    assert "--config str | None (default: none)" in server
     assert re.search(r"storage_root\s+str \| None \(default: none\)", server)
     assert "threads" in server  # waitress's own flags are named
 
