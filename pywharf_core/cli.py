@@ -210,6 +210,12 @@ def environment_args(
         if flag in positional:
             continue
         if flag not in flags and not open_ended:
+            close = closest(flag, flags)
+            if close:
+                raise PywharfError(
+                    f"environment variable {variable} names no flag of '{command}'; "
+                    f"did you mean {ENV_PREFIX}_{close.upper()}?"
+                )
             raise PywharfError(
                 f"environment variable {variable} names no flag of '{command}' "
                 f"(known: {', '.join(sorted(f.upper() for f in flags if not f.startswith('_')))})"

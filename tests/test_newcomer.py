@@ -84,6 +84,15 @@ def test_command_line_mistakes_are_one_line(
     assert not (tmp_path / "root").exists()  # refused before anything was created
 
 
+def test_environment_mode_mistakes_are_one_line(tmp_path: Path) -> None:
+    base = {"PYWHARF_COMMAND": "server", "PYWHARF_COMMAND_ROOT": str(tmp_path / "root")}
+    misspelt = pywharf(env={**base, "PYWHARF_COMMAND_PROT": "9000"})
+    one_error_line(misspelt, "PYWHARF_COMMAND_PROT", "did you mean PYWHARF_COMMAND_PORT?")
+    wrong_type = pywharf(env={**base, "PYWHARF_COMMAND_PORT": "abc"})
+    one_error_line(wrong_type, "--port takes a whole number, not 'abc'")
+    assert not (tmp_path / "root").exists()
+
+
 def test_root_that_is_a_file_or_inside_one(tmp_path: Path) -> None:
     regular = tmp_path / "afile"
     regular.write_text("not a folder")
