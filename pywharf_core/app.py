@@ -16,7 +16,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Match, Mount, Route, Router
 from starlette.types import Receive, Scope, Send
 
-from . import ops, views, web
+from . import hints, ops, views, web
 from .errors import (
     AccessDenied,
     AuthRequired,
@@ -88,6 +88,7 @@ def create_app(
         Route("/{project}/{filename}/yank", views.yank, methods=["POST"]),
         Route("/{project}/{filename}/unyank", views.unyank, methods=["POST"]),
         Route("/{project}/refresh", views.refresh_upstream, methods=["POST"]),
+        *hints.SIMPLE_ROUTES,  # last: only what nothing above matched
     ]
     state = Repositories(repositories)
     metrics = ops.Metrics()
@@ -105,6 +106,7 @@ def create_app(
             Route("/healthz", ops.healthz, methods=["GET"]),
             Route("/readyz", ops.readyz, methods=["GET"]),
             Route("/metrics", ops.metrics, methods=["GET"]),
+            *hints.ROUTES,  # last: only what nothing above matched
         ],
         middleware=[
             Middleware(ProxyHeadersMiddleware, trusted=tuple(trusted_proxies)),

@@ -13,10 +13,14 @@ positional argument (e.g. ``PYWHARF_COMMAND_ROOT``) and ``PYWHARF_COMMAND_<FLAG>
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
+import re
 import sys
-from collections.abc import Callable, Mapping
+import typing
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +29,9 @@ from waitress.adjustments import Adjustments
 
 from .backend import BackendContext, available_backend_types, load_backend_spec
 from .client import set_yanked
-from .config import split_table
-from .errors import PywharfError
-from .flags import text_flag
+from .config import SECRET_KEYS, RepoPolicy, split_table
+from .errors import ConfigError, PywharfError
+from .flags import bool_flag, text_flag
 from .job import terminal_progress
 from .job import update_index as run_update_index
 from .server import print_error, run_server
@@ -39,6 +43,7 @@ def update_index(
     secret: str | None = None,
     secret_env: str | None = None,
     root: str = ".",
+    create: bool = False,
     **config: Any,
 ) -> None:
     """Rebuild a repository's remote index from what its backend stores.
@@ -51,6 +56,8 @@ def update_index(
         secret_env: name of an environment variable holding the secret instead.
         root: the folder a backend's defaults are relative to (file_system's default
             storage is ROOT/cache/NAME/storage, as for a server started on ROOT).
+        create: start an empty storage when there is none yet (without it, a storage
+            folder that does not exist is an error: a mistyped name or path).
         config: the backend's config keys, e.g. --storage_root DIR for file_system.
     """
     if secret is not None and secret_env is not None:
@@ -67,12 +74,36 @@ def update_index(
         spec, config, source="<command line>", table=repo_name, serving=False, from_text=False
     )
     context = BackendContext(repo_name, Path(str(root)).resolve(), admin_secret, serving=False)
-    backend = spec.create(context, settings)
+    if backend_type == "file_system" and not bool_flag("create", create):
+        _require_storage_folder(context, settings)
     progress = terminal_progress(repo_name)
-    summary = run_update_index(backend, progress)
+    try:
+        backend = spec.create(context, settings)
+        summary = run_update_index(backend, progress)
+    except OSError as exc:  # a storage folder that cannot be created, read or written
+        place = f"{exc.filename}: " if exc.filename else ""
+        raise PywharfError(
+            f"{place}{exc.strerror or exc}; check that this user can write the storage"
+        ) from None
     if progress is not None:
         sys.stderr.write("\r\033[K")
     print(summary.line(repo_name))
+
+
+def _require_storage_folder(context: BackendContext, settings: Any) -> None:
+    # The file_system backend creates its folder when it starts: a mistyped name or path
+    # would otherwise be indexed as an empty repository and reported as a success.
+    storage_root = getattr(settings, "storage_root", None)
+    folder = (
+        Path(storage_root).resolve()
+        if storage_root
+        else context.root / "cache" / context.repo_name / "storage"
+    )
+    if not folder.is_dir():
+        raise PywharfError(
+            f"repository {context.repo_name!r} has no storage at {folder} (a typo in the "
+            "name, --root or --storage_root?); give --create to start an empty one there"
+        )
 
 
 def yank(
@@ -191,6 +222,12 @@ def environment_args(
         if flag in positional:
             continue
         if flag not in flags and not open_ended:
+            close = closest(flag, flags)
+            if close:
+                raise PywharfError(
+                    f"environment variable {variable} names no flag of '{command}'; "
+                    f"did you mean {ENV_PREFIX}_{close.upper()}?"
+                )
             raise PywharfError(
                 f"environment variable {variable} names no flag of '{command}' "
                 f"(known: {', '.join(sorted(f.upper() for f in flags if not f.startswith('_')))})"
@@ -199,21 +236,303 @@ def environment_args(
     return args
 
 
+# -- help and argument checks --------------------------------------------------------------
+# fire runs a command as soon as it can and prints help only afterwards, takes a mistyped
+# flag for a waitress option or a backend key, and reads -h as --host: so every command
+# line is checked here first, and help is printed from the signatures without fire.
+
+HELP_FLAGS = ("--help", "-h")
+
+
+@dataclass(frozen=True)
+class KeyRow:
+    """One config key as help shows it: ``--name`` (type, default)."""
+
+    name: str
+    type: str
+    default: str
+
+
+def config_key_rows(config_class: type) -> list[KeyRow]:
+    """A backend config class's keys, in declaration order, with types and defaults."""
+    hints = typing.get_type_hints(config_class)
+    rows = []
+    for f in dataclasses.fields(config_class):
+        if not f.init:
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = _value_text(f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            default = _value_text(f.default_factory())
+        else:
+            default = "required"
+        rows.append(KeyRow(f.name, _type_name(hints.get(f.name, Any)), default))
+    return rows
+
+
+def format_key_rows(rows: Sequence[KeyRow], prefix: str = "--") -> list[str]:
+    width = max((len(r.name) for r in rows), default=0) + 2
+    return [f"    {prefix}{r.name.ljust(width)}{r.type} (default: {r.default})" for r in rows]
+
+
+def _type_name(hint: Any) -> str:
+    if isinstance(hint, type):
+        return hint.__name__
+    return re.sub(r"\b(?:typing|builtins)\.", "", str(hint)).replace("NoneType", "None")
+
+
+def _parameters(func: Callable[..., Any]) -> list[inspect.Parameter]:
+    return [p for p in inspect.signature(func).parameters.values() if not p.name.startswith("_")]
+
+
+def _positional_names(func: Callable[..., Any]) -> list[str]:
+    return [
+        p.name
+        for p in _parameters(func)
+        if p.default is inspect.Parameter.empty and p.kind is p.POSITIONAL_OR_KEYWORD
+    ]
+
+
+def _argument_docs(func: Callable[..., Any]) -> tuple[str, dict[str, str]]:
+    """The docstring's summary and its ``Args:`` entries, joined to one line each."""
+    doc = inspect.getdoc(func) or ""
+    summary, _, rest = doc.partition("\nArgs:\n")
+    entries: dict[str, str] = {}
+    current = None
+    for line in rest.splitlines():
+        match = re.match(r"^    (\w+): ?(.*)$", line)
+        if match:
+            current = match.group(1)
+            entries[current] = match.group(2)
+        elif current and line.startswith("        "):
+            entries[current] += " " + line.strip()
+        elif line.strip():
+            current = None
+    return summary.strip(), entries
+
+
+def _value_text(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, str):
+        return repr(value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def command_help(command: str, func: Callable[..., Any], args: Sequence[str]) -> str:
+    """Help for one command, from its signature and docstring; runs nothing."""
+    summary, docs = _argument_docs(func)
+    positional = _positional_names(func)
+    lines = [
+        f"usage: pywharf {command} {' '.join(n.upper() for n in positional)} [flags]".rstrip(),
+        "",
+        summary,
+    ]
+    if positional:
+        lines += ["", "arguments:"]
+        lines += [f"  {n.upper():<14}{docs.get(n, '')}" for n in positional]
+    lines += ["", "flags:"]
+    for p in _parameters(func):
+        if p.name in positional or p.kind is p.VAR_KEYWORD:
+            continue
+        kind = str(p.annotation) if p.annotation is not p.empty else ""
+        lines.append(
+            f"  --{p.name} {kind} (default: {_value_text(p.default)})".replace("  (", " (")
+        )
+        if docs.get(p.name):
+            lines.append(f"      {docs[p.name]}")
+    lines += ["  -h, --help", "      show this help and exit (runs nothing)"]
+    if command == "server":
+        lines += [
+            "",
+            "Any other --flag is passed on to waitress (e.g. --threads 32); the ones it knows:",
+            "  " + ", ".join(sorted(WAITRESS_FLAGS - set(inspect.signature(func).parameters))),
+        ]
+    if command == "update_index":
+        heading = "config keys of the {} backend (--<key> VALUE):"
+        lines += ["", *backend_key_help(args, heading, "--")]
+    if command == "server":
+        heading = "keys of a [<repo>] table with type = {!r} in --config:"
+        lines += ["", *backend_key_help([], heading, "")]
+    return "\n".join(lines) + "\n"
+
+
+def backend_key_help(args: Sequence[str], heading: str, prefix: str) -> list[str]:
+    """The config keys of the backend named first in ``args``, or of every installed
+    backend when none is named."""
+    types = [a for a in args if not a.startswith("-")][:1] or available_backend_types()
+    lines = []
+    for backend_type in types:
+        lines.append(heading.format(backend_type))
+        lines += format_key_rows(backend_key_rows(backend_type), prefix)
+    return lines
+
+
+def backend_key_rows(backend_type: str) -> list[KeyRow]:
+    """The keys of a repository table of this backend type: the core's policy keys (those
+    that apply to it), then the backend's own."""
+    spec = load_backend_spec(backend_type)
+    policy = [
+        row
+        for row in config_key_rows(RepoPolicy)
+        if spec.client_secrets or row.name not in SECRET_KEYS
+    ]
+    for i, row in enumerate(policy):
+        if row.name == "max_file_bytes":  # its default is the backend's
+            policy[i] = KeyRow(row.name, row.type, str(spec.file_size_limit))
+    return policy + config_key_rows(spec.config_class)
+
+
+def overview() -> str:
+    table = commands()
+    lines = [
+        "usage: pywharf COMMAND [ARGUMENTS] [--flag VALUE …]",
+        "",
+        "commands (pywharf COMMAND --help for each):",
+    ]
+    for name, func in table.items():
+        summary = (inspect.getdoc(func) or "").split("\n", 1)[0]
+        lines.append(f"  {name:<24}{summary}")
+    lines += [
+        "",
+        f"With no arguments and {ENV_PREFIX} set, the command is read from the environment.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+WAITRESS_FLAGS = waitress_flags()
+
+
+def check_arguments(command: str, func: Callable[..., Any], args: Sequence[str]) -> None:
+    """Refuse, before anything runs, what fire would turn into a traceback or a silent
+    mistake: an unknown flag, a missing or extra argument, a number that is not one.
+    ``args`` follow the command; values are split off as fire splits them."""
+    parameters = {p.name: p for p in inspect.signature(func).parameters.values()}
+    positional = _positional_names(func)
+    given: dict[str, str | None] = {}
+    loose: list[str] = []
+    skip = False
+    for index, arg in enumerate(args):
+        if skip:
+            skip = False
+            continue
+        if not arg.startswith("--") or arg == "--":
+            if arg == "--":
+                break
+            loose.append(arg)
+            continue
+        key, equals, value = arg[2:].partition("=")
+        key = key.replace("-", "_")
+        if not equals:
+            is_bool = index + 1 == len(args) or args[index + 1].startswith("--")
+            skip = not is_bool
+            given[key] = None if is_bool else args[index + 1]
+        else:
+            given[key] = value
+    known = {n for n, p in parameters.items() if p.kind is not p.VAR_KEYWORD}
+    if command == "server":
+        known |= WAITRESS_FLAGS
+    if command == "update_index":
+        backend_type = loose[0] if loose else (given.get("type") or "")
+        if backend_type:
+            known |= {r.name for r in backend_key_rows(str(backend_type))}
+    open_ended = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    open_ended = open_ended and command not in ("server", "update_index")
+    for key, flag_value in given.items():
+        bool_form = key.startswith("no") and key[2:] in known and flag_value is None
+        if key not in known and not bool_form and not open_ended:
+            if command == "update_index" and len(loose) >= 2:
+                # Named as build_settings names a wrong key: the repository's table.
+                close = closest(key, known)
+                hint = f"; did you mean --{close}?" if close else ""
+                raise ConfigError(
+                    f"unknown flag or key{hint} (pywharf update_index {loose[0]} --help "
+                    "lists them)",
+                    source="<command line>",
+                    table=loose[1],
+                    key=key,
+                )
+            raise PywharfError(_unknown_flag(command, key, known))
+        parameter = parameters.get(key)
+        if parameter is not None and type(parameter.default) is int and flag_value is not None:
+            if not re.fullmatch(r"-?\d+", flag_value.strip()):
+                raise PywharfError(f"--{key} takes a whole number, not {flag_value!r}")
+    missing = [n for n in positional[len(loose) :] if n not in given]
+    if missing:
+        names = " ".join(n.upper() for n in missing)
+        raise PywharfError(
+            f"'{command}' needs {names}: pywharf {command} "
+            f"{' '.join(n.upper() for n in positional)} (see pywharf {command} --help)"
+        )
+    extra = len(loose) - len([n for n in positional if n not in given])
+    if extra > 0:
+        raise PywharfError(
+            f"'{command}' takes {len(positional)} argument(s), not {len(loose)}: "
+            f"unexpected {loose[-extra]!r} (a flag needs -- before its name)"
+        )
+
+
+def _unknown_flag(command: str, key: str, known: Iterable[str]) -> str:
+    close = closest(key, known)
+    hint = f"did you mean --{close}? " if close else ""
+    return f"unknown flag --{key} for '{command}'; {hint}(pywharf {command} --help lists them)"
+
+
+def closest(word: str, candidates: Iterable[str]) -> str | None:
+    """The candidate a typo most likely meant: fewest edits (a swap of two neighbours
+    counts as one, so --prot means --port, not --root), at most a third of the word."""
+    best: tuple[int, str] | None = None
+    for candidate in sorted(candidates):
+        distance = _edit_distance(word, candidate)
+        if distance <= max(1, len(word) // 3) and (best is None or distance < best[0]):
+            best = (distance, candidate)
+    return None if best is None else best[1]
+
+
+def _edit_distance(a: str, b: str) -> int:
+    # Optimal string alignment distance: insertions, deletions, substitutions, swaps.
+    rows = [list(range(len(b) + 1))] + [[i] + [0] * len(b) for i in range(1, len(a) + 1)]
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            rows[i][j] = min(rows[i - 1][j] + 1, rows[i][j - 1] + 1, rows[i - 1][j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                rows[i][j] = min(rows[i][j], rows[i - 2][j - 2] + 1)
+    return rows[len(a)][len(b)]
+
+
+def _wants_help(args: Sequence[str]) -> bool:
+    before = args[: args.index("--")] if "--" in args else args
+    return any(a in HELP_FLAGS for a in before)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args and os.environ.get(ENV_PREFIX):
-        try:
-            args = environment_args(os.environ, commands())
-        except PywharfError as exc:
-            print_error(str(exc))
-            sys.exit(2)
-    if "--help" in args and "--" not in args:
-        # fire wants `cmd -- --help`; a plain --help must show help and exit 0 too.
-        args = [a for a in args if a != "--help"] + ["--", "--help"]
     try:
-        fire.Fire(commands(), command=args, name="pywharf")
+        run_command(args)
     except PywharfError as exc:
         print_error(str(exc))
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def run_command(args: list[str]) -> None:
+    table = commands()
+    if not args and os.environ.get(ENV_PREFIX):
+        args = environment_args(os.environ, table)
+    if not args:
+        raise PywharfError("give a command (pywharf --help lists them)")
+    if args[0] in HELP_FLAGS:
+        sys.stdout.write(overview())
+        return
+    command = args[0]
+    if command not in table:
+        close = closest(command, table)
+        hint = f"; did you mean '{close}'?" if close else ""
+        raise PywharfError(f"unknown command {command!r}{hint} (commands: {', '.join(table)})")
+    if _wants_help(args[1:]):
+        sys.stdout.write(command_help(command, table[command], args[1:]))
+        return
+    check_arguments(command, table[command], args[1:])
+    fire.Fire(table, command=args, name="pywharf")

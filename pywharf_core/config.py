@@ -23,6 +23,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
+import sys
 import types
 import typing
 from dataclasses import dataclass
@@ -30,7 +32,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import toml
+# The standard TOML 1.0 parser (tomli is the same code for Python 3.10): its errors say
+# where, unlike the unmaintained toml package's ("Key group not on a line by itself").
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
 
 from .backend import BackendSpec, load_backend_spec
 from .errors import ConfigError
@@ -69,11 +76,22 @@ def read_toml(value: str | os.PathLike[str], *, can_be_text: bool, what: str) ->
 
 
 def parse_toml(text: str, label: str) -> TomlSource:
+    """Parse TOML; a syntax error names the line and column, e.g.
+    ``config.toml: invalid TOML at line 3, column 5: Expected ']' …``."""
     try:
-        data = toml.loads(text)
-    except toml.TomlDecodeError as exc:
-        raise ConfigError(f"invalid TOML: {exc}", source=label) from exc
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(_syntax_error(str(exc)), source=label) from None
     return TomlSource(label, data)
+
+
+def _syntax_error(message: str) -> str:
+    # tomllib puts the place at the end: "Expected ']' … (at line 1, column 3)".
+    match = re.search(r"\s*\(at line (\d+), column (\d+)\)$", message)
+    if match is None:
+        return f"invalid TOML: {message}"  # e.g. "(at end of document)"
+    reason = message[: match.start()]
+    return f"invalid TOML at line {match.group(1)}, column {match.group(2)}: {reason}"
 
 
 def _is_file(path: Path) -> bool:

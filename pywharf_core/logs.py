@@ -58,6 +58,7 @@ class BackgroundLogHandler(logging.Handler):
         self._dropped = 0
         self._dropped_lock = threading.Lock()
         self._stop = threading.Event()
+        self._writer_done = threading.Event()
         self._writer = threading.Thread(target=self._write, name="pywharf-log", daemon=True)
         self._writer.start()
         atexit.register(self.close)
@@ -74,6 +75,10 @@ class BackgroundLogHandler(logging.Handler):
             line = self.format(record) + "\n"
         except Exception:
             self.handleError(record)  # logging's own contract: never raise
+            return
+        if self._writer_done.is_set():  # the writer has ended: write it here and now
+            self._lines.append(line)
+            self._write_waiting()
             return
         if len(self._lines) < self._max_pending:
             self._lines.append(line)  # deque.append is atomic
@@ -108,11 +113,22 @@ class BackgroundLogHandler(logging.Handler):
             pass
 
     def close(self) -> None:
-        """Writes what is waiting, then ends the writer (idempotent)."""
+        """Writes what is waiting, then ends the writer; lines logged afterwards are
+        written at once (idempotent)."""
         self._stop.set()
         if self._writer.is_alive() and self._writer is not threading.current_thread():
             self._writer.join(timeout=5)
+        self._writer_done.set()
+        self._write_waiting()  # whatever arrived while the writer was finishing
         super().close()
+
+
+def flush() -> None:
+    """Write every waiting line now: called when the server stops (SIGTERM included),
+    so that the last requests' lines are not lost with the process."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, BackgroundLogHandler):
+            handler.close()
 
 
 def configure(debug: bool) -> None:

@@ -8,17 +8,23 @@ generated once and kept in ``ROOT/embedded_default.toml`` (mode 0600).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import logging
+import os
 import secrets
+import signal
 import socket
 import string
 import sys
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import waitress
+from waitress.adjustments import Adjustments
 
 from . import __version__, logs
 from .app import REASON_HEADER, create_app
@@ -176,8 +182,9 @@ def run_server(
         metrics_token: serves GET /metrics, and /readyz per repository, to requests
             with "Authorization: Bearer <token>" (or the token as basic-auth password).
             Without it /metrics is off and /readyz answers only ready or not.
-        server: waitress (the default), or uvicorn (pip install 'pywharf[uvicorn]'): about
-            six times the page throughput on the same machine; no custom reason phrases.
+        server: waitress (the default), or uvicorn (the uvicorn extra: pip install
+            '.[uvicorn]' in a pywharf checkout): faster pages, measured in the README's
+            Performance section; no custom reason phrases.
         debug: debug logging and tracebacks in the log.
         host: address to listen on.
         port: port to listen on; 0 picks a free port and prints it.
@@ -195,54 +202,190 @@ def run_server(
     debug = bool_flag("debug", debug)
     if str(server) not in ("waitress", "uvicorn"):  # before any repository is opened
         raise ConfigError(f"--server must be waitress or uvicorn, not {server!r}")
+    host, port = str(host), int(port)
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port must be between 0 and 65535, not {port}")
+    if str(server) == "waitress":
+        _check_waitress_options(host, port, waitress_options)
     logs.configure(debug)
+    # docker stop and systemd send SIGTERM: end like Ctrl-C, through the finally clauses
+    # that stop the sync threads and write the last log lines.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     root_path = Path(str(root)).resolve()
-    root_path.mkdir(parents=True, exist_ok=True)
-    loaded = with_upstream(
-        load_config(root_path, config, admin_secret, can_be_text), text_flag(upstream_url)
-    )
-    cache = AccessCache(int(auth_read_expires), int(auth_write_expires))
-
-    def publish(repositories: Repositories) -> None:
-        app.state.repositories = repositories
-
-    runtime = Runtime(root_path, cache, publish, initialize_secret=initialize_secret)
-    app = create_app(
-        {},
-        debug=debug,
-        extra_index_url=extra_index_url,
-        trusted_proxies=(trusted_proxy or "").split(","),
-        session_key=load_or_create_key(root_path, text_flag(session_key)),
-        session_lifetime=int(session_expires),
-        runtime=runtime,
-        metrics_token=text_flag(metrics_token),
-        session_revocations=RootSessionRevocations(root_path),
-    )
-    runtime.start(loaded)  # publishes the repositories to the app
-    repositories = runtime.repositories.by_name
-    # /initialize/ may add repositories with larger files later: allow the largest default.
-    largest = max([*(r.policy.max_file_bytes for r in repositories.values()), 5368709119])
-    waitress_options.setdefault("max_request_body_size", largest + FORM_OVERHEAD_BYTES)
-    for name, value in WAITRESS_DEFAULTS.items():
-        waitress_options.setdefault(name, value)
+    new_folders = _missing_folders(root_path)
     try:
+        with _translate_os_errors(root_path):
+            prepare_root(root_path)
+            loaded = with_upstream(
+                load_config(root_path, config, admin_secret, can_be_text),
+                text_flag(upstream_url),
+            )
+            cache = AccessCache(int(auth_read_expires), int(auth_write_expires))
+
+            def publish(repositories: Repositories) -> None:
+                app.state.repositories = repositories
+
+            runtime = Runtime(root_path, cache, publish, initialize_secret=initialize_secret)
+            app = create_app(
+                {},
+                debug=debug,
+                extra_index_url=extra_index_url,
+                trusted_proxies=(trusted_proxy or "").split(","),
+                session_key=load_or_create_key(root_path, text_flag(session_key)),
+                session_lifetime=int(session_expires),
+                runtime=runtime,
+                metrics_token=text_flag(metrics_token),
+                session_revocations=RootSessionRevocations(root_path),
+            )
+            runtime.start(loaded)  # publishes the repositories to the app
+    except BaseException:
+        _remove_if_empty(new_folders)  # a refused start leaves no empty ROOT behind
+        raise
+    try:
+        repositories = runtime.repositories.by_name
+        # /initialize/ may add repositories with larger files later: allow the largest default.
+        largest = max([*(r.policy.max_file_bytes for r in repositories.values()), 5368709119])
+        waitress_options.setdefault("max_request_body_size", largest + FORM_OVERHEAD_BYTES)
+        for name, value in WAITRESS_DEFAULTS.items():
+            waitress_options.setdefault(name, value)
         if str(server) == "uvicorn":
-            _serve_uvicorn(app, str(host), int(port), repositories, loaded, waitress_options)
+            _serve_uvicorn(app, host, port, repositories, loaded, waitress_options)
         else:
             wsgi = ThreadLoopAdapter(app, reason_header=REASON_HEADER)
-            waitress_server = waitress.create_server(
-                wsgi, host=str(host), port=int(port), **waitress_options
-            )
-            url = _client_url(str(host), getattr(waitress_server, "effective_port", int(port)))
-            _announce(repositories, url, loaded.embedded_default)
+            with _translate_bind_errors(host, port):
+                waitress_server = waitress.create_server(
+                    wsgi, host=host, port=port, **waitress_options
+                )
+            bound = getattr(waitress_server, "effective_host", host)
+            bound_port = getattr(waitress_server, "effective_port", port)
+            _announce(repositories, host, str(bound), int(bound_port), loaded.embedded_default)
             waitress_server.run()
     finally:
         runtime.stop()
+        logs.flush()
 
 
-def _announce(repositories: Mapping[str, Repository], url: str, embedded_default: bool) -> None:
+class Terminated(SystemExit):
+    """SIGTERM arrived: a normal stop (exit status 0), as docker stop and systemd expect."""
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    log.info("SIGTERM received: stopping")
+    raise Terminated(0)
+
+
+def _check_waitress_options(host: str, port: int, options: Mapping[str, Any]) -> None:
+    # One at a time, so that the message names the flag (waitress's does not).
+    for name, value in options.items():
+        try:
+            Adjustments(**{name: value})
+        except ValueError as exc:
+            raise ConfigError(f"--{name}: {value!r} is not a valid value ({exc})") from None
+        except TypeError:  # waitress's own keys only (the CLI refused any other)
+            raise ConfigError(f"unknown flag --{name} for 'server'") from None
+
+
+def prepare_root(root: Path) -> None:
+    """Create ROOT and check that this process can write in it: one clear line now rather
+    than a traceback at the first upload."""
+    for parent in [root, *root.parents]:
+        if os.path.lexists(parent):  # False too where a folder above may not be entered
+            if not os.path.isdir(parent):
+                where = f"ROOT {root}" if parent == root else f"ROOT {root}: {parent}"
+                raise ConfigError(f"{where} is a file, not a folder; give a folder path as ROOT")
+            break
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=root):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"ROOT {root} is not writable ({exc.strerror}): pywharf keeps its state there; "
+            "fix the permissions or give another folder"
+        ) from None
+
+
+def _missing_folders(path: Path) -> list[Path]:
+    missing = []
+    for folder in [path, *path.parents]:
+        if os.path.lexists(folder):
+            break
+        missing.append(folder)
+    return missing  # deepest first
+
+
+def _remove_if_empty(created: list[Path]) -> None:
+    # Only folders this process created, and only while empty, deepest first.
+    for top in reversed(created):
+        if not os.path.isdir(top):
+            continue
+        for folder, _, _ in sorted(os.walk(top), key=lambda entry: -len(entry[0])):
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+        return
+
+
+@contextlib.contextmanager
+def _translate_os_errors(root: Path) -> Iterator[None]:
+    """A file system refusal during start-up (a read-only storage_root, a full disk)
+    becomes one line naming the place, not a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        place = exc.filename or root
+        raise ConfigError(
+            f"cannot start: {place}: {exc.strerror or exc}; check that the user running "
+            "pywharf can write there (ROOT and every storage_root)"
+        ) from None
+
+
+@contextlib.contextmanager
+def _translate_bind_errors(host: str, port: int) -> Iterator[None]:
+    try:
+        yield
+    except socket.gaierror as exc:
+        raise ConfigError(f"--host {host!r} is not an address here ({exc.strerror})") from None
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"port {port} on {host} is already in use (another pywharf?): stop it, or "
+                "give another --port (0 picks a free one)"
+            ) from None
+        if exc.errno == errno.EACCES:
+            raise ConfigError(
+                f"no permission to listen on port {port} (ports below 1024 need privileges): "
+                "give --port 1024 or higher, e.g. 8888"
+            ) from None
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise ConfigError(
+                f"--host {host}: not an address of this machine (0.0.0.0 listens on all)"
+            ) from None
+        raise ConfigError(f"cannot listen on {host} port {port}: {exc.strerror}") from None
+
+
+WILDCARDS = {"0.0.0.0": "every IPv4 interface", "::": "every interface", "": "every interface"}  # noqa: S104
+
+
+def _announce(
+    repositories: Mapping[str, Repository],
+    host: str,
+    bound: str,
+    port: int,
+    embedded_default: bool,
+) -> None:
+    url = _client_url(host, port)
     print(banner(repositories, url, embedded_default), flush=True)
-    print(f"pywharf {__version__}: listening on {url}", flush=True)
+    print(f"pywharf {__version__}: {listening_line(host, bound, port)}", flush=True)
+
+
+def listening_line(host: str, bound: str, port: int) -> str:
+    """What is bound, in words; for a wildcard, also the address to use from here."""
+    if host in WILDCARDS:
+        return (
+            f"listening on {WILDCARDS[host]} ({host or '::'}) port {port}; "
+            f"from this machine: {_client_url(host, port)}"
+        )
+    return f"listening on {_client_url(bound if host == 'localhost' else host, port)}"
 
 
 def _serve_uvicorn(
@@ -257,7 +400,8 @@ def _serve_uvicorn(
         import uvicorn
     except ImportError:
         raise ConfigError(
-            "--server uvicorn needs uvicorn: pip install 'pywharf[uvicorn]'"
+            "--server uvicorn needs uvicorn: pip install '.[uvicorn]' in a pywharf checkout "
+            "(pywharf[uvicorn] from PyPI is the older pywharf 0.2.3)"
         ) from None
     unknown = set(options) - set(WAITRESS_DEFAULTS) - {"max_request_body_size"}
     if unknown:
@@ -265,8 +409,10 @@ def _serve_uvicorn(
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    _announce(repositories, _client_url(host, sock.getsockname()[1]), loaded.embedded_default)
+    with _translate_bind_errors(host, port):
+        sock.bind((host, port))
+    bound, bound_port = sock.getsockname()[:2]
+    _announce(repositories, host, bound, bound_port, loaded.embedded_default)
     config = uvicorn.Config(
         without_internal_headers(app),
         log_config=None,
@@ -298,8 +444,9 @@ def without_internal_headers(app: Any) -> Any:
 
 
 def _client_url(host: str, port: int) -> str:
-    wildcard = ("0.0.0.0", "", "::", "localhost")  # noqa: S104 (a comparison)
-    shown = "127.0.0.1" if host in wildcard else host
+    shown = {"::": "::1", "": "::1", "0.0.0.0": "127.0.0.1", "localhost": "127.0.0.1"}.get(  # noqa: S104
+        host, host
+    )
     if ":" in shown:
         shown = f"[{shown}]"
     return f"http://{shown}:{port}/"
