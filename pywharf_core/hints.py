@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
+
+from .dists import is_distribution
 
 
 def _hint(status: int, message: str) -> Response:
@@ -41,7 +43,12 @@ async def upload_elsewhere(request: Request) -> Response:
 
 
 async def not_an_index(request: Request) -> Response:
-    """GET ``/<project>/``: an index URL given without ``/simple/``."""
+    """GET ``/<project>/``: an index URL given without ``/simple/`` (or a real route
+    asked with a trailing slash, such as ``/healthz/``: redirected without it)."""
+    path = _app_path(request).removesuffix("/")
+    scope = {"type": "http", "path": path, "root_path": "", "method": "GET"}
+    if any(route.matches(scope)[0] is Match.FULL for route in request.app.routes):
+        return RedirectResponse(_relative(request, path), status_code=307)
     index, _ = _index_urls(request)
     return _hint(
         404,
@@ -52,14 +59,29 @@ async def not_an_index(request: Request) -> Response:
 
 async def version_page(request: Request) -> Response:
     """``/simple/<project>/<version>/``, as hatch prints it: the project's page."""
-    path = request.url.path.removesuffix("/").rsplit("/", 1)[0] + "/"
-    return RedirectResponse(str(request.url.replace(path=path, query="")), status_code=303)
+    path = _app_path(request).removesuffix("/")
+    if is_distribution(request.path_params["version"]):  # a file asked with a "/"
+        return RedirectResponse(_relative(request, path), status_code=307)
+    return RedirectResponse(_relative(request, path.rsplit("/", 1)[0] + "/"), status_code=303)
 
 
 async def double_slash(request: Request) -> Response:
     """``/simple//<project>``, as flit prints it: the project's page."""
-    path = "/".join(part for part in request.url.path.split("/") if part)
-    return RedirectResponse(str(request.url.replace(path=f"/{path}/", query="")), status_code=303)
+    path = "/".join(part for part in _app_path(request).split("/") if part)
+    return RedirectResponse(_relative(request, f"/{path}/"), status_code=303)
+
+
+def _app_path(request: Request) -> str:
+    root = request.scope.get("app_root_path", request.scope.get("root_path", ""))
+    return str(request.scope["path"]).removeprefix(root)
+
+
+def _relative(request: Request, path: str) -> str:
+    """A relative redirect target keeping a trusted proxy's prefix (``web.site_url``):
+    the Host header never appears in it."""
+    from .web import site_url
+
+    return site_url(request, path) + (f"?{request.url.query}" if request.url.query else "")
 
 
 #: Under each ``/simple`` mount, after the real routes.

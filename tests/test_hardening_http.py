@@ -295,8 +295,9 @@ def test_head_responses_have_no_body(start_server, dists, kind: str) -> None:
         assert head.startswith(b"HTTP/1.1 "), (target, head)
         assert b"Content-Length" in head or b"content-length" in head, (target, head)
     statuses = [int(head.split(b" ", 2)[1]) for _, head in answers[:-1]]
-    # /metrics is 404 without --metrics_token.
-    assert statuses == [200, 401, 200, 200, 200, 404, 404, 200, 404, 200, 301]
+    # /nowhere: 307 to /nowhere/, which says where the index is; /metrics is 404 without
+    # --metrics_token.
+    assert statuses == [200, 401, 200, 200, 200, 404, 307, 200, 404, 200, 301]
     # The GET after them all: its status line, then exactly its body.
     assert answers[-1][1].startswith(b"HTTP/1.1 200") and answers[-1][1].endswith(b"\r\n\r\nok\n")
 
