@@ -40,7 +40,7 @@ from .errors import ConfigError
 from .files import create_once
 from .flags import bool_flag, text_flag
 from .repository import Repositories, Repository
-from .revocations import RootSessionRevocations
+from .revocations import RootSessionRevocations, StateSessionRevocations
 from .runtime import SAVED_ADMIN_SECRET, SAVED_CONFIG, LoadedConfig, Runtime
 from .sessions import load_or_create_key
 from .upload import FORM_OVERHEAD_BYTES
@@ -235,7 +235,10 @@ def run_server(
                 session_lifetime=int(session_expires),
                 runtime=runtime,
                 metrics_token=text_flag(metrics_token),
-                session_revocations=RootSessionRevocations(root_path),
+                session_revocations=StateSessionRevocations(
+                    lambda name: runtime.repositories.get(name),
+                    fallback=RootSessionRevocations(root_path),
+                ),
             )
             runtime.start(loaded)  # publishes the repositories to the app
     except BaseException:
@@ -411,6 +414,7 @@ def _serve_uvicorn(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     with _translate_bind_errors(host, port):
         sock.bind((host, port))
+    sock.listen(2048)  # before the URL is announced: a quick first client is not refused
     bound, bound_port = sock.getsockname()[:2]
     _announce(repositories, host, bound, bound_port, loaded.embedded_default)
     config = uvicorn.Config(

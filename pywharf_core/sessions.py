@@ -82,13 +82,13 @@ class SessionSigner:
             return None
         if session.expires <= time.time() or session.access is Access.NONE:
             return None
-        if self.revocations.is_revoked(session.id):
+        if self.revocations.is_revoked(session.id, session.repo):
             return None
         return session
 
     def end(self, session: Session) -> None:
         """Log out: ``session`` is refused from now on, wherever its cookie is sent."""
-        self.revocations.revoke(session.id, session.expires)
+        self.revocations.revoke(session.id, session.expires, session.repo)
 
     def issue(self, response: Response, request: Request, repo: str, access: Access) -> None:
         expires = time.time() + self.lifetime

@@ -28,6 +28,7 @@ from .errors import BackendError
 from .records import FileRecord
 from .repository import Repositories, Repository
 from .sessions import SessionSigner
+from .throttle import FailureThrottle
 
 TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -101,9 +102,17 @@ async def login(request: Request) -> Response:
         return _login_form(request, signer, next_url, 400, "The form expired; please log in again.")
     repositories: Repositories = request.app.state.repositories
     repo = repositories.get(fields.get("repo", "").strip())
-    access = Access.NONE
-    if repo is not None:
-        access = await run_blocking(repo.access, fields.get("secret", ""))
+    secret = fields.get("secret", "")
+    access = repo.cached_access(secret) if repo is not None else None
+    if access is None:  # the same throttle as basic auth (views.authorize)
+        throttle: FailureThrottle = request.app.state.auth_throttle
+        client = request.client.host if request.client else None
+        throttle.check(client)
+        access = Access.NONE
+        if repo is not None:
+            access = await run_blocking(repo.access, secret)
+        if access is Access.NONE:
+            throttle.failed(client)
     if access is Access.NONE:
         return _login_form(
             request,

@@ -1,6 +1,7 @@
 """The ``s3`` backend: packages and index in an S3 bucket (AWS S3 or compatible).
 
-Needs boto3 (``pip install 'pywharf[s3]'``), imported only when a repository uses it.
+Needs boto3 (the ``s3`` extra: ``pip install '.[s3]'`` in a pywharf checkout), imported
+only when a repository uses it.
 Registered under the entry-point group ``pywharf.backends`` like any plugin.
 """
 

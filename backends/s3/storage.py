@@ -99,7 +99,8 @@ def create(context: BackendContext, config: S3Config) -> S3Backend:
         from botocore.config import Config
     except ImportError as exc:  # pragma: no cover - depends on the installation
         raise ConfigError(
-            "the s3 backend needs boto3: pip install 'pywharf[s3]'", table=context.repo_name
+            "the s3 backend needs boto3: pip install '.[s3]' in a pywharf checkout (or boto3)",
+            table=context.repo_name,
         ) from exc
     credentials: dict[str, str] = {}
     if context.admin_secret:  # "ACCESS_KEY_ID:SECRET_ACCESS_KEY"; else boto3's own chain
