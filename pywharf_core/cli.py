@@ -28,7 +28,7 @@ import fire
 from waitress.adjustments import Adjustments
 
 from .backend import BackendContext, available_backend_types, load_backend_spec
-from .client import set_yanked
+from .client import refresh_upstream, set_yanked
 from .config import SECRET_KEYS, RepoPolicy, split_table
 from .errors import ConfigError, PywharfError
 from .flags import bool_flag, text_flag
@@ -146,9 +146,28 @@ def unyank(
     print(_set_yanked(index_url, filename, None, repo, secret, secret_env))
 
 
-def _set_yanked(
-    index_url: Any, filename: Any, reason: str | None, repo: Any, secret: Any, secret_env: Any
-) -> str:
+def refresh(
+    index_url: str,
+    project: str,
+    repo: str | None = None,
+    secret: str | None = None,
+    secret_env: str | None = None,
+) -> None:
+    """Drop a project's cached upstream page (a repository with upstream_url): the next
+    request asks the upstream index again.
+
+    Args:
+        index_url: the index, e.g. http://host:8888/simple/ or http://host:8888/r/REPO/simple/
+        project: the project whose upstream page to drop.
+        repo: the repository name (the username); not needed with an /r/REPO/simple/ URL.
+        secret: the repository's write secret.
+        secret_env: name of an environment variable holding the write secret instead.
+    """
+    username, password = _write_credentials(index_url, repo, secret, secret_env)
+    print(refresh_upstream(str(index_url), str(project), username, password))
+
+
+def _write_credentials(index_url: Any, repo: Any, secret: Any, secret_env: Any) -> tuple[str, str]:
     url = str(index_url)
     if repo is None and "/r/" not in url:
         raise PywharfError("give --repo (the repository name), or use an …/r/<repo>/simple/ URL")
@@ -159,7 +178,14 @@ def _set_yanked(
         if not value:
             raise PywharfError(f"environment variable {secret_env!r} is not set")
         secret = value
-    return set_yanked(url, str(filename), str(repo or "__token__"), str(secret), reason)
+    return str(repo or "__token__"), str(secret)
+
+
+def _set_yanked(
+    index_url: Any, filename: Any, reason: str | None, repo: Any, secret: Any, secret_env: Any
+) -> str:
+    username, password = _write_credentials(index_url, repo, secret, secret_env)
+    return set_yanked(str(index_url), str(filename), username, password, reason)
 
 
 def commands() -> dict[str, Callable[..., Any]]:
@@ -168,6 +194,7 @@ def commands() -> dict[str, Callable[..., Any]]:
         "server": run_server,
         "update_index": update_index,
         "yank": yank,
+        "refresh": refresh,
         "unyank": unyank,
     }
     for backend_type in available_backend_types():

@@ -1,4 +1,4 @@
-"""Calls from the command line to a running pywharf server (yank, unyank)."""
+"""Calls from the command line to a running pywharf server (yank, unyank, refresh)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from .dists import parse_filename
+from .dists import normalize, parse_filename
 from .errors import PywharfError
 
 
@@ -28,9 +28,19 @@ def set_yanked(
     project = parse_filename(filename).project
     action = "unyank" if reason is None else "yank"
     url = f"{index_url.rstrip('/')}/{project}/{urllib.parse.quote(filename)}/{action}"
+    return _post(url, index_url, {"reason": reason or ""}, username, secret)
+
+
+def refresh_upstream(index_url: str, project: str, username: str, secret: str) -> str:
+    """Drop the cached upstream page of ``project`` on the index at ``index_url``."""
+    url = f"{index_url.rstrip('/')}/{urllib.parse.quote(normalize(project))}/refresh"
+    return _post(url, index_url, {}, username, secret)
+
+
+def _post(url: str, index_url: str, fields: dict[str, str], username: str, secret: str) -> str:
     if not url.startswith(("http://", "https://")):
         raise PywharfError(f"the index URL must start with http:// or https://: {index_url}")
-    body = urllib.parse.urlencode({"reason": reason or ""}).encode()
+    body = urllib.parse.urlencode(fields).encode()
     token = base64.b64encode(f"{username}:{secret}".encode()).decode()
     request = urllib.request.Request(  # noqa: S310 (scheme checked above)
         url,

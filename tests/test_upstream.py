@@ -216,6 +216,14 @@ def test_refresh_drops_the_cached_page(start_server, upstream: WharfServer, tmp_
     assert requests.post(url, auth=("__token__", READ), timeout=10).status_code == 403
     answer = requests.post(url, auth=("__token__", WRITE), timeout=10)
     assert answer.status_code == 200 and "dropped" in answer.text
+    from wharftest.cli import pywharf
+
+    index_url = server.url + "r/team/simple/"
+    result = pywharf("refresh", index_url, "Pub_Dep", "--secret", WRITE)
+    assert result.returncode == 0 and "pub-dep was not cached" in result.stdout, result.stderr
+    assert page(server, "pub-dep").ok
+    result = pywharf("refresh", index_url, "pub-dep", "--secret", READ)
+    assert result.returncode == 2 and "403" in result.stderr
 
 
 def test_a_tampered_upstream_file_is_refused_and_not_cached(start_server, tmp_path: Path) -> None:
