@@ -18,7 +18,14 @@ from wharftest.distbuilder import build_wheel
 from wharftest.server import WharfServer, get
 
 
-def post(server: WharfServer, path: Path, name: str, version: str, **extra: str):
+def post(
+    server: WharfServer,
+    path: Path,
+    name: str,
+    version: str,
+    auth: tuple[str, str] | None = None,
+    **extra: str | None,
+) -> requests.Response:
     data = path.read_bytes()
     fields = {
         ":action": "file_upload",
@@ -31,7 +38,7 @@ def post(server: WharfServer, path: Path, name: str, version: str, **extra: str)
         server.url + "simple/",
         data={k: v for k, v in fields.items() if v is not None},
         files={"content": (path.name, data)},
-        auth=("local", server.write_secret),
+        auth=auth or ("local", server.write_secret),
         timeout=60,
     )
 
@@ -200,20 +207,7 @@ def test_a_full_disk_answers_507_and_keeps_nothing(start_server, tmp_path: Path)
             tmp_path / "big", "too-big", "1.0", extra={"too_big/x.bin": os.urandom(3 << 20)}
         )
         auth = ("local", "full-disk-write-1")
-        data = big.path.read_bytes()
-        fields = {
-            ":action": "file_upload",
-            "name": "too-big",
-            "version": "1.0",
-            "sha256_digest": hashlib.sha256(data).hexdigest(),
-        }
-        response = requests.post(
-            server.url + "simple/",
-            data=fields,
-            files={"content": (big.filename, data)},
-            auth=auth,
-            timeout=60,
-        )
+        response = post(server, big.path, "too-big", "1.0", auth)
         assert response.status_code == 507, response.text
         assert "full" in response.text
         assert not [
@@ -222,15 +216,7 @@ def test_a_full_disk_answers_507_and_keeps_nothing(start_server, tmp_path: Path)
             if p.name.startswith((".upload-", ".tmp-"))
         ]
         ok = build_wheel(tmp_path / "ok", "fits", "1.0")
-        data = ok.path.read_bytes()
-        fields.update(name="fits", sha256_digest=hashlib.sha256(data).hexdigest())
-        response = requests.post(
-            server.url + "simple/",
-            data=fields,
-            files={"content": (ok.filename, data)},
-            auth=auth,
-            timeout=60,
-        )
+        response = post(server, ok.path, "fits", "1.0", auth)
         assert response.status_code == 200, response.text
         assert "Traceback" not in server.log_text()
     finally:

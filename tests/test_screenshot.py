@@ -6,18 +6,13 @@ test-artifacts/; copy it over the README's when the pages change."""
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import requests
 from wharftest.distbuilder import build_sdist, build_wheel
 from wharftest.server import WharfServer, upload_file
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SHOT = ROOT / "test-artifacts" / "screenshot-project-page.png"
 README_SHOT = ROOT / "docs" / "screenshot-project-page.png"
 #: sha256 of the screenshot the README showed before issue 18: a test fixture's page
@@ -46,26 +41,7 @@ print(station.latest().temperature)
 """
 
 
-@pytest.fixture
-def chromium_browser() -> Iterator[object]:
-    if not os.path.exists(CHROMIUM):
-        message = f"no Chromium at {CHROMIUM}: .ci/run installs Debian's chromium"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"],
-        )
-        yield browser
-        browser.close()
-
-
-def test_readme_screenshot_of_a_realistic_project_page(chromium_browser, tmp_path: Path) -> None:
+def test_readme_screenshot_of_a_realistic_project_page(chromium, tmp_path: Path) -> None:
     server = WharfServer(tmp_path / "root").start()
     try:
         write = ("local", server.write_secret)
@@ -90,7 +66,7 @@ def test_readme_screenshot_of_a_realistic_project_page(chromium_browser, tmp_pat
                     data={"reason": "wrong wind units"},
                     timeout=10,
                 ).ok
-        page = chromium_browser.new_page(viewport={"width": 1100, "height": 900})  # type: ignore[attr-defined]
+        page = chromium.new_page(viewport={"width": 1100, "height": 900})  # type: ignore[attr-defined]
         page.goto(server.url + "simple/acme-weather/")
         page.fill("#repo", "local")
         page.fill("#secret", server.read_secret)
