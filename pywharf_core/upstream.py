@@ -189,6 +189,8 @@ class Upstream:
         self._page_locks = [threading.Lock() for _ in range(64)]
         #: Rendered pages of upstream projects, valid while their UpstreamPage is.
         self.pages = PageCache()
+        # pypi_simple (HTML pages) takes a second or more to import: not on a request.
+        threading.Thread(target=_import_html_parser, name="import-pypi-simple", daemon=True).start()
 
     # -- which projects ------------------------------------------------------------------
     def denied(self, project: str) -> bool:
@@ -561,6 +563,10 @@ class _Tee:
 
 class _UpstreamFailed(Exception):
     pass
+
+
+def _import_html_parser() -> None:
+    import pypi_simple  # noqa: F401
 
 
 def _read_capped(response: requests.Response) -> bytes:
