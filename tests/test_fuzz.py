@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 import requests
+from wharftest.fakeindex import FakeIndex
 from wharftest.server import WharfServer, upload_file, wait_for
 
 FUZZ_REQUESTS = int(os.environ.get("PYWHARF_FUZZ_REQUESTS", "25000"))
@@ -145,6 +146,9 @@ HEADER_VALUES: dict[bytes, list[bytes]] = {
 # -- the valid requests ----------------------------------------------------------------------
 
 
+UPSTREAM_FILE = bytes(range(256)) * 64
+
+
 @dataclass(frozen=True)
 class Site:
     server: WharfServer
@@ -263,6 +267,11 @@ def valid_requests(site: Site) -> list[Maker]:
         form(file_path + b"/yank", b"reason=fuzz", write),
         form(file_path + b"/unyank", b"", write),
         form(b"/initialize/", b"config=%5Bx%5D%0Abackend%3D%22nope%22", []),
+        get(b"/simple/fake/", read + json),  # from the upstream index
+        get(b"/r/local/simple/fake/", read),
+        get(b"/simple/fake/fake-1.0-py3-none-any.whl", read),
+        get(b"/simple/fake/fake-1.0-py3-none-any.whl", [*read, (b"Range", b"bytes=3-")]),
+        form(b"/simple/fake/refresh", b"", write),
     ]
 
 
@@ -472,12 +481,16 @@ def fuzz(site: Site, count: int, seed: str) -> Outcome:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory, dists) -> Iterator[Site]:
+    # An upstream index behind the fuzzed repository: its pages and files are fuzzed too.
+    upstream = FakeIndex(served=UPSTREAM_FILE, declared=UPSTREAM_FILE)
     server = WharfServer(
         tmp_path_factory.mktemp("fuzz") / "root",
         "--server",
         FUZZ_SERVER,
         "--trusted_proxy",
         "127.0.0.1",  # the forwarded headers are fuzzed too
+        "--upstream_url",
+        upstream.url,
     ).start()
 
     def accepts() -> bool:
@@ -502,6 +515,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, dists) -> Iterator[Site]:
         csrf_token=token.encode(),
     )
     server.stop()
+    upstream.server.stop()
 
 
 def test_no_request_gets_a_5xx(site: Site) -> None:
