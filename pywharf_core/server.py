@@ -23,6 +23,7 @@ from . import __version__, logs
 from .app import REASON_HEADER, create_app
 from .auth import AccessCache
 from .config import TomlSource, parse_admin_secrets, parse_repo_configs, read_toml
+from .early import HeaderGate, limit_body
 from .errors import ConfigError
 from .files import create_once
 from .flags import bool_flag, text_flag
@@ -30,6 +31,7 @@ from .repository import Repositories, Repository
 from .runtime import SAVED_ADMIN_SECRET, SAVED_CONFIG, LoadedConfig, Runtime
 from .sessions import load_or_create_key
 from .upload import FORM_OVERHEAD_BYTES
+from .waitress_channel import Limits, harden
 from .wsgi import ThreadLoopAdapter
 
 log = logging.getLogger("pywharf")
@@ -43,6 +45,10 @@ WAITRESS_DEFAULTS: dict[str, Any] = {
     # ProxyHeadersMiddleware (--trusted_proxy), which ignores them from anyone else;
     # waitress would otherwise drop them before the app sees them.
     "clear_untrusted_proxy_headers": False,
+    # Slow clients cost waitress a socket, not a thread: let many wait (the header and
+    # body timeouts bound how long), polled with poll() as select() stops at fd 1024.
+    "connection_limit": 1000,
+    "asyncore_use_poll": True,
 }
 
 EMBEDDED_DEFAULT_FILE = "embedded_default.toml"
@@ -112,6 +118,8 @@ def run_server(
     session_expires: int = 12 * 3600,
     server: str = "waitress",
     debug: bool = False,
+    header_timeout: float = 20.0,
+    body_timeout: float = 30.0,
     host: str = "0.0.0.0",  # noqa: S104 (the seed default; containers need it)
     port: int = 8888,
     **waitress_options: Any,
@@ -141,6 +149,10 @@ def run_server(
         server: waitress (the default), or uvicorn (pip install 'pywharf[uvicorn]'): about
             six times the page throughput on the same machine; no custom reason phrases.
         debug: debug logging and tracebacks in the log.
+        header_timeout: seconds a request's line and headers may take to arrive, however
+            slowly they drip (waitress; the connection is closed).
+        body_timeout: seconds a request body may go without receiving a byte (waitress;
+            the connection is closed).
         host: address to listen on.
         port: port to listen on; 0 picks a free port and prints it.
         waitress_options: any other flag is passed on to waitress.serve
@@ -191,6 +203,8 @@ def run_server(
             waitress_server = waitress.create_server(
                 wsgi, host=str(host), port=int(port), **waitress_options
             )
+            limits = Limits(header_timeout=float(header_timeout), body_timeout=float(body_timeout))
+            harden(waitress_server, HeaderGate(app), limits)
             url = _client_url(str(host), getattr(waitress_server, "effective_port", int(port)))
             _announce(repositories, url, loaded.embedded_default)
             waitress_server.run()
@@ -224,9 +238,10 @@ def _serve_uvicorn(
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    sock.listen(2048)  # before the announcement: a client may connect as soon as it reads it
     _announce(repositories, _client_url(host, sock.getsockname()[1]), loaded.embedded_default)
     config = uvicorn.Config(
-        without_internal_headers(app),
+        without_internal_headers(limit_body(app)),
         log_config=None,
         access_log=False,
         lifespan="off",
