@@ -27,6 +27,7 @@ from .early import HeaderGate, limit_body
 from .errors import ConfigError
 from .files import create_once
 from .flags import bool_flag, text_flag
+from .memory import trim_periodically, tune_allocator
 from .repository import Repositories, Repository
 from .runtime import SAVED_ADMIN_SECRET, SAVED_CONFIG, LoadedConfig, Runtime
 from .sessions import load_or_create_key
@@ -195,6 +196,8 @@ def run_server(
     waitress_options.setdefault("max_request_body_size", largest + FORM_OVERHEAD_BYTES)
     for name, value in WAITRESS_DEFAULTS.items():
         waitress_options.setdefault(name, value)
+    tune_allocator()  # before the server's threads allocate: see pywharf_core.memory
+    trim_periodically()
     try:
         if str(server) == "uvicorn":
             _serve_uvicorn(app, str(host), int(port), repositories, loaded, waitress_options)
