@@ -9,7 +9,8 @@ keep-alive clients for ``--seconds``: 80% project pages (HTML or JSON), 10% down
 open fds, threads, glibc heap arenas (64 MiB-aligned anonymous mappings), requests done
 and the 5xx count. Then it stops the server, starts a fresh one on the same storage,
 gives it the same data to hold (every project page in both media types, ``/simple/``)
-and prints the soaked RSS against the fresh one. Loopback only.
+and prints the soaked RSS against the fresh one. ``--python-malloc`` runs both servers
+with ``PYTHONMALLOC=malloc``. Loopback only.
 """
 
 from __future__ import annotations
@@ -167,10 +168,17 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--every", type=float, default=30, help="seconds between samples")
     parser.add_argument("--server", default="waitress", choices=["waitress", "uvicorn"])
+    parser.add_argument(
+        "--python-malloc",
+        action="store_true",
+        help="run the servers with PYTHONMALLOC=malloc (glibc for Python's small objects)",
+    )
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "pywharf-soak")
     args = parser.parse_args()
 
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.python_malloc:
+        os.environ["PYTHONMALLOC"] = "malloc"  # the servers' environment, not ours
     corpus = build_corpus(args.work, "S", large=False)["corpus"]
     run = Path(tempfile.mkdtemp(prefix="run-", dir=args.work))
     server = start_pywharf(run, corpus, args.server)
