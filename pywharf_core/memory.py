@@ -5,6 +5,19 @@ them (118 MB peak at 20,000 files, against 69 MB kept). CPython frees those obje
 glibc's allocator keeps the freed pages mapped, so the server would sit at its peak for
 the rest of its life. ``malloc_trim(0)`` returns them; elsewhere (musl, macOS) it is a
 no-op.
+
+A server also churns through large short-lived buffers (upload body batches, waitress's
+socket reads and file reads, rendered pages) in 16 threads. ``tune_allocator`` sets two
+glibc knobs at start; ``benchmarks/soak.py`` and ``benchmarks/edges.py stalled`` measure
+why (figures in benchmarks/README.md, "Memory under load"):
+
+- ``M_MMAP_THRESHOLD``: glibc serves blocks above the threshold with their own mapping,
+  unmapped when freed, but by default raises the threshold to the largest such block
+  freed (up to 32 MiB), after which 1-4 MiB buffers come from the heaps and stay mapped
+  there, fragmented. Fixed, it stays put.
+- ``M_ARENA_MAX``: each thread that allocates at once gets an arena of its own (15 seen
+  under the soak), each keeping its freed memory; a few arenas shared by the threads
+  hold less for the same work.
 """
 
 from __future__ import annotations
@@ -13,6 +26,8 @@ import ctypes
 import ctypes.util
 import gc
 import sys
+import threading
+import time
 from collections.abc import Callable
 from functools import cache
 
@@ -27,6 +42,48 @@ def _malloc_trim() -> Callable[[int], int] | None:
     except (OSError, AttributeError):  # not glibc
         return None
     return trim
+
+
+M_MMAP_THRESHOLD = -3  # mallopt parameters (malloc.h)
+M_ARENA_MAX = -8
+MMAP_THRESHOLD_BYTES = 512 * 1024
+ARENA_MAX = 2
+TRIM_INTERVAL = 10.0
+
+
+@cache
+def _mallopt() -> Callable[[int, int], int] | None:
+    if _malloc_trim() is None:
+        return None
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    mallopt: Callable[[int, int], int] = libc.mallopt
+    return mallopt
+
+
+def tune_allocator(mmap_threshold: int = MMAP_THRESHOLD_BYTES, arena_max: int = ARENA_MAX) -> bool:
+    """Sets glibc's mmap threshold and arena count (see the module's docstring); whether
+    it could. Call once at start, before the worker threads allocate."""
+    mallopt = _mallopt()
+    if mallopt is None:
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(M_ARENA_MAX, arena_max))
+
+
+def trim_periodically(interval: float = TRIM_INTERVAL) -> bool:
+    """Returns free heap pages to the OS every ``interval`` seconds, from a daemon thread
+    (``malloc_trim`` also frees whole free pages inside the heaps, which glibc's own
+    trimming of the heap's top never does); whether it could."""
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+
+    def run() -> None:
+        while True:
+            time.sleep(interval)
+            trim(0)
+
+    threading.Thread(target=run, name="pywharf-trim", daemon=True).start()
+    return True
 
 
 def release_free_memory() -> bool:

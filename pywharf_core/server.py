@@ -36,14 +36,17 @@ from .config import (
     parse_repo_configs,
     read_toml,
 )
+from .early import HeaderGate, limit_body
 from .errors import ConfigError
 from .files import create_once
 from .flags import bool_flag, text_flag
+from .memory import trim_periodically, tune_allocator
 from .repository import Repositories, Repository
 from .revocations import RootSessionRevocations, StateSessionRevocations
 from .runtime import SAVED_ADMIN_SECRET, SAVED_CONFIG, LoadedConfig, Runtime
 from .sessions import load_or_create_key
 from .upload import FORM_OVERHEAD_BYTES
+from .waitress_channel import Limits, harden
 from .wsgi import ThreadLoopAdapter
 
 log = logging.getLogger("pywharf")
@@ -57,6 +60,10 @@ WAITRESS_DEFAULTS: dict[str, Any] = {
     # ProxyHeadersMiddleware (--trusted_proxy), which ignores them from anyone else;
     # waitress would otherwise drop them before the app sees them.
     "clear_untrusted_proxy_headers": False,
+    # Slow clients cost waitress a socket, not a thread: let many wait (the header and
+    # body timeouts bound how long), polled with poll() as select() stops at fd 1024.
+    "connection_limit": 1000,
+    "asyncore_use_poll": True,
 }
 
 EMBEDDED_DEFAULT_FILE = "embedded_default.toml"
@@ -147,6 +154,8 @@ def run_server(
     metrics_token: str | None = None,
     server: str = "waitress",
     debug: bool = False,
+    header_timeout: float = 20.0,
+    body_timeout: float = 30.0,
     host: str = "0.0.0.0",  # noqa: S104 (the seed default; containers need it)
     port: int = 8888,
     **waitress_options: Any,
@@ -186,6 +195,10 @@ def run_server(
             '.[uvicorn]' in a pywharf checkout): faster pages, measured in the README's
             Performance section; no custom reason phrases.
         debug: debug logging and tracebacks in the log.
+        header_timeout: seconds a request's line and headers may take to arrive, however
+            slowly they drip (waitress; the connection is closed).
+        body_timeout: seconds a request body may go without receiving a byte (waitress;
+            the connection is closed).
         host: address to listen on.
         port: port to listen on; 0 picks a free port and prints it.
         waitress_options: any other flag is passed on to waitress.serve
@@ -251,6 +264,8 @@ def run_server(
         waitress_options.setdefault("max_request_body_size", largest + FORM_OVERHEAD_BYTES)
         for name, value in WAITRESS_DEFAULTS.items():
             waitress_options.setdefault(name, value)
+        tune_allocator()  # before the server's threads allocate: see pywharf_core.memory
+        trim_periodically()
         if str(server) == "uvicorn":
             _serve_uvicorn(app, host, port, repositories, loaded, waitress_options)
         else:
@@ -259,6 +274,8 @@ def run_server(
                 waitress_server = waitress.create_server(
                     wsgi, host=host, port=port, **waitress_options
                 )
+            limits = Limits(header_timeout=float(header_timeout), body_timeout=float(body_timeout))
+            harden(waitress_server, HeaderGate(app), limits)
             bound = getattr(waitress_server, "effective_host", host)
             bound_port = getattr(waitress_server, "effective_port", port)
             _announce(repositories, host, str(bound), int(bound_port), loaded.embedded_default)
@@ -418,7 +435,7 @@ def _serve_uvicorn(
     bound, bound_port = sock.getsockname()[:2]
     _announce(repositories, host, bound, bound_port, loaded.embedded_default)
     config = uvicorn.Config(
-        without_internal_headers(app),
+        without_internal_headers(limit_body(app)),
         log_config=None,
         access_log=False,
         lifespan="off",

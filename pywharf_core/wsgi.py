@@ -37,6 +37,7 @@ from typing import Any
 from a2wsgi.asgi import build_scope
 
 from .blocking import mark_dedicated
+from .early import REFUSAL_KEY
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,9 @@ class _Exchange:
         self.body = environ["wsgi.input"]
         self.remaining = int(environ.get("CONTENT_LENGTH") or 0)
         self.head = environ.get("REQUEST_METHOD") == "HEAD"
+        # Refused on its headers (pywharf_core.waitress_channel): the body was never read,
+        # and the app, if it asks for it, gets the refusal to answer with.
+        self.refusal: BaseException | None = environ.get(REFUSAL_KEY)
         self.request_complete = False
         self.outbox: collections.deque[dict[str, Any]] = collections.deque()
         self.wake: asyncio.Future[None] | None = None
@@ -106,6 +110,8 @@ class _Exchange:
     # -- the ASGI side -------------------------------------------------------------
 
     async def receive(self) -> dict[str, Any]:
+        if self.refusal is not None:
+            raise self.refusal
         if not self.request_complete:
             size = min(READ_CHUNK, self.remaining)
             data = self.body.read(size) if size else b""
