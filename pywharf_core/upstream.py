@@ -50,7 +50,14 @@ import requests
 from . import dists
 from .backend import Backend, FileStream, LocalFile, OpenedFile
 from .config import RepoPolicy
-from .errors import BackendUnavailable, FileExists, FileMissing, InvalidFilename, NotSupported
+from .errors import (
+    BackendUnavailable,
+    FileExists,
+    FileMissing,
+    InvalidFilename,
+    InvalidMetadata,
+    NotSupported,
+)
 from .files import leftover_prefix, replace_file
 from .pagecache import PageCache
 from .records import FileRecord
@@ -200,8 +207,9 @@ class Upstream:
         return any(fnmatch.fnmatchcase(project, pattern) for pattern in self.allow)
 
     def serves(self, project: str, has_private: bool) -> bool:
-        """Whether upstream is asked for ``project`` (normalized)."""
-        if self.denied(project):
+        """Whether upstream is asked for ``project`` (normalized). A name that is no valid
+        project name is never asked (nor used as a file name here)."""
+        if not _valid_name(project) or self.denied(project):
             return False
         return not has_private or self.allowed_to_mix(project)
 
@@ -247,6 +255,8 @@ class Upstream:
 
     def forget(self, project: str) -> bool:
         """Drop the cached page of ``project``; the next request asks upstream."""
+        if not _valid_name(project):
+            return False
         with self._lock:
             known = self._pages.pop(project, None) is not None
         path = self._page_path(project)
@@ -563,6 +573,14 @@ class _Tee:
 
 class _UpstreamFailed(Exception):
     pass
+
+
+def _valid_name(project: str) -> bool:
+    try:
+        dists.check_project_name(project)
+    except InvalidMetadata:
+        return False
+    return True
 
 
 def _import_html_parser() -> None:

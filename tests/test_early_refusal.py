@@ -136,7 +136,12 @@ def test_valid_upload_with_expect_100_continue(server: WharfServer, tmp_path: Pa
     boundary = "xyz"
     parts = [
         f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-        for k, v in {":action": "file_upload", "name": wheel.name, "version": "1.0"}.items()
+        for k, v in {
+            ":action": "file_upload",
+            "name": wheel.name,
+            "version": "1.0",
+            "sha256_digest": wheel.sha256,
+        }.items()
     ]
     parts.append(
         f'--{boundary}\r\nContent-Disposition: form-data; name="content"; '
