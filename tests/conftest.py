@@ -96,7 +96,7 @@ def populated(
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # not longer: playwright's sync API holds an event loop
 def chromium() -> Iterator[object]:
     """Debian's headless Chromium, driven by playwright (skipped, with the reason, where
     it is missing; under CI a failure, since .ci/run installs it)."""
