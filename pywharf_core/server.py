@@ -39,6 +39,7 @@ from .config import (
 from .errors import ConfigError
 from .files import create_once
 from .flags import bool_flag, text_flag
+from .oidc import DEFAULT_AUDIENCE, GITHUB_JWKS_URL
 from .repository import Repositories, Repository
 from .revocations import RootSessionRevocations
 from .runtime import SAVED_ADMIN_SECRET, SAVED_CONFIG, LoadedConfig, Runtime
@@ -145,6 +146,8 @@ def run_server(
     session_key: str | None = None,
     session_expires: int = 12 * 3600,
     metrics_token: str | None = None,
+    oidc_audience: str = DEFAULT_AUDIENCE,
+    oidc_jwks: str = GITHUB_JWKS_URL,
     server: str = "waitress",
     debug: bool = False,
     host: str = "0.0.0.0",  # noqa: S104 (the seed default; containers need it)
@@ -182,6 +185,10 @@ def run_server(
         metrics_token: serves GET /metrics, and /readyz per repository, to requests
             with "Authorization: Bearer <token>" (or the token as basic-auth password).
             Without it /metrics is off and /readyz answers only ready or not.
+        oidc_audience: the audience GitHub Actions ID tokens must name for trusted
+            publishing (GET /_/oidc/audience tells clients).
+        oidc_jwks: where the ID tokens' signing keys come from: GitHub's published JWKS
+            URL by default; a file path or another URL (tests, air-gapped installs).
         server: waitress (the default), or uvicorn (the uvicorn extra: pip install
             '.[uvicorn]' in a pywharf checkout): faster pages, measured in the README's
             Performance section; no custom reason phrases.
@@ -236,6 +243,8 @@ def run_server(
                 runtime=runtime,
                 metrics_token=text_flag(metrics_token),
                 session_revocations=RootSessionRevocations(root_path),
+                oidc_audience=str(oidc_audience),
+                oidc_jwks=str(oidc_jwks),
             )
             runtime.start(loaded)  # publishes the repositories to the app
     except BaseException:
