@@ -126,7 +126,8 @@ def test_twine_uploads_with_a_minted_token_to_its_projects_only(
         f"{url}foo-bar-baz/{dists.base_sdist.filename}/yank", auth=token_auth, timeout=30
     )
     assert yank.status_code == 403
-    assert requests.get(server.url + "r/team/tokens/", auth=token_auth, timeout=30).status_code == 403
+    tokens = requests.get(server.url + "r/team/tokens/", auth=token_auth, timeout=30)
+    assert tokens.status_code == 403
 
 
 def test_a_jti_is_used_once_on_every_replica(team, github: GitHubOidc) -> None:

@@ -77,7 +77,7 @@ class GitHubOidc:
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 url = urlsplit(self.path)
                 if url.path == "/jwks":
                     return self._json(200, stub.jwks())
