@@ -5,17 +5,21 @@ a 422 in PyPI's shape that grants nothing."""
 
 from __future__ import annotations
 
+import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import requests
+import yaml
 from cryptography.hazmat.primitives.asymmetric import rsa
 from wharftest import clients
 from wharftest.oidcstub import GitHubOidc
 from wharftest.server import WharfServer, get
 from wharftest.tlsproxy import TlsTunnel
+
+from pywharf_core.config import parse_repo_configs, parse_toml
 
 READ, WRITE = "team-read-secret-0001", "team-write-secret-0001"
 
@@ -216,3 +220,22 @@ def test_no_publisher_configured_refuses(start_server, tmp_path: Path, github) -
     answer = mint(server, github.id_token())
     assert answer.status_code == 422
     assert answer.json()["errors"][0]["code"] == "invalid-publisher"
+
+
+def test_the_documented_workflow_and_config_are_valid() -> None:
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    section = readme.split("## Publishing from GitHub Actions without secrets")[1]
+    section = section.split("\n## ")[0]
+    workflow = yaml.safe_load((root / "docs" / "examples" / "trusted-publishing.yml").read_text())
+    shown = yaml.safe_load(textwrap.dedent(section.split("```yaml\n")[1].split("```")[0]))
+    for job in (workflow["jobs"]["publish"], shown["jobs"]["publish"]):
+        assert job["permissions"]["id-token"] == "write"
+        assert job["environment"] == "pypi"
+        publish = " ".join(step.get("run", "") for step in job["steps"])
+        assert "uv publish --trusted-publishing always --publish-url" in " ".join(publish.split())
+    toml_text = textwrap.dedent(section.split("```toml\n")[1].split("```")[0])
+    toml_text = toml_text.replace("# …", f'read_secret = "{READ}"\nwrite_secret = "{WRITE}"')
+    repos = parse_repo_configs(parse_toml(toml_text, "README"))
+    (publisher,) = repos["team"].policy.trusted_publishers
+    assert (publisher.repository, publisher.workflow) == ("acme/app", "release.yml")
