@@ -224,3 +224,16 @@ def test_cli_creates_lists_and_revokes(team, tmp_path: Path) -> None:
     assert get(server, "r/team/simple/", auth=("x", token)).status_code == 401
     bad = pywharf("create", url, "--permission", "admin", "--secret", WRITE)
     assert bad.returncode == 2 and "400" in bad.stderr and "permission" in bad.stderr
+
+
+def test_wrong_tokens_count_as_failed_logins(team) -> None:
+    server = team()
+    good = create(server, {"permission": "read"}).json()["token"]
+    assert get(server, "r/team/simple/", auth=("x", good)).status_code == 200
+    statuses = [
+        get(server, "r/team/simple/", auth=("x", f"pywharf-{i:016x}-" + "A" * 43)).status_code
+        for i in range(12)
+    ]
+    assert statuses[:10] == [401] * 10 and statuses[-1] == 429
+    # A token verified before still passes from the throttled address.
+    assert get(server, "r/team/simple/", auth=("x", good)).status_code == 200
