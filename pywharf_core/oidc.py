@@ -26,6 +26,7 @@ from typing import Any
 import jwt
 
 from .config import TrustedPublisher
+from .dists import normalize
 from .errors import PublishingRefused
 from .repository import Repository
 from .tokens import NewToken
@@ -106,7 +107,7 @@ class TrustedPublishing:
         repo, publisher = _match(claims, repositories)
         expires = int(min(time.time() + MINTED_TOKEN_SECONDS, float(claims["exp"])))
         _use_jti(repo, str(claims["jti"]), int(claims["exp"]))
-        projects = publisher.projects or None
+        projects = sorted({normalize(p) for p in publisher.projects}) or None
         new = repo.tokens.create(
             "upload",
             projects,
