@@ -16,7 +16,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Match, Mount, Route, Router
 from starlette.types import Receive, Scope, Send
 
-from . import hints, ops, views, web
+from . import hints, ops, tokenviews, views, web
 from .errors import (
     AccessDenied,
     AuthRequired,
@@ -34,10 +34,12 @@ from .errors import (
     NotFound,
     NotPermitted,
     NotSupported,
+    PublishingRefused,
     PywharfError,
     UploadRejected,
 )
 from .negotiation import JSON_V1, TEXT_HTML
+from .oidc import DEFAULT_AUDIENCE, GITHUB_JWKS_URL, KeySet, TrustedPublishing
 from .proxy import ProxyHeadersMiddleware
 from .repository import Repositories, Repository
 from .revocations import SessionRevocations
@@ -64,6 +66,8 @@ def create_app(
     runtime: Any = None,
     metrics_token: str | None = None,
     session_revocations: SessionRevocations | None = None,
+    oidc_audience: str = DEFAULT_AUDIENCE,
+    oidc_jwks: str = GITHUB_JWKS_URL,
 ) -> Starlette:
     """The pywharf ASGI application serving ``repositories``.
 
@@ -79,6 +83,8 @@ def create_app(
     its holder; without it ``/metrics`` is off and ``/readyz`` says only ready or not.
     ``session_revocations``: where logouts are kept (``pywharf server``: under ROOT);
     without it, in this process only.
+    ``oidc_audience``: the audience trusted publishing's ID tokens must name.
+    ``oidc_jwks``: where the ID tokens' signing keys come from (a JWKS URL or file).
     """
     simple_routes = [
         Route("/", views.list_or_upload, methods=["GET", "POST"]),
@@ -99,6 +105,11 @@ def create_app(
             Mount("/r/{repo}/simple", routes=simple_routes),
             Route("/index_mtime/", views.index_mtime, methods=["GET"]),
             Route("/r/{repo}/index_mtime/", views.index_mtime, methods=["GET"]),
+            Route("/r/{repo}/tokens/", tokenviews.tokens, methods=["GET", "POST"]),
+            Route("/r/{repo}/tokens/{token_id}", tokenviews.revoke_token, methods=["DELETE"]),
+            Route("/_/oidc/audience", tokenviews.audience, methods=["GET"]),
+            Route("/_/oidc/mint-token", tokenviews.mint_token, methods=["POST"]),
+            Route("/_/oidc/github/mint-token", tokenviews.mint_token, methods=["POST"]),
             Route("/initialize/", views.initialize, methods=["POST"]),
             Route("/", web.root, methods=["GET"]),
             Route("/login/", web.login, methods=["GET", "POST"]),
@@ -123,6 +134,7 @@ def create_app(
     app.state.runtime = runtime
     app.state.metrics_token = metrics_token
     app.state.auth_throttle = FailureThrottle()
+    app.state.trusted_publishing = TrustedPublishing(oidc_audience, KeySet(oidc_jwks))
     # Read at scrape time: the served repositories may be replaced while running.
     metrics.watch(lambda: app.state.repositories)
     metrics.registry.register(UpstreamCollector(lambda: app.state.repositories))
@@ -270,6 +282,7 @@ ERROR_RESPONSES: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] 
     FileTooLarge: _with_status(413),
     BadRequest: _with_status(400),
     NotFound: _with_status(404),
+    PublishingRefused: tokenviews.publishing_refused,
     AuthRequired: _auth_required,
     LoginRequired: _login_required,
     ops.MetricsTokenRequired: _metrics_token_required,

@@ -3,6 +3,7 @@
     pywharf server ROOT [--config …] [--admin_secret …] [--port 8888] [waitress flags …]
     pywharf update_index TYPE NAME [--secret S | --secret_env VAR] [--<config key> VALUE …]
     pywharf yank|unyank INDEX_URL FILENAME …
+    pywharf token create|list|revoke INDEX_URL …
 
 Backends add their own commands as ``pywharf <type>.<command>``.
 
@@ -28,7 +29,7 @@ import fire
 from waitress.adjustments import Adjustments
 
 from .backend import BackendContext, available_backend_types, load_backend_spec
-from .client import refresh_upstream, set_yanked
+from .client import call_tokens_api, refresh_upstream, set_yanked, tokens_url
 from .config import SECRET_KEYS, RepoPolicy, split_table
 from .errors import ConfigError, PywharfError
 from .flags import bool_flag, text_flag
@@ -188,6 +189,80 @@ def _set_yanked(
     return set_yanked(str(index_url), str(filename), username, password, reason)
 
 
+def token(
+    action: str,
+    index_url: str,
+    permission: str = "upload",
+    projects: str | None = None,
+    expires_in: int | None = None,
+    description: str = "",
+    token_id: str | None = None,
+    repo: str | None = None,
+    secret: str | None = None,
+    secret_env: str | None = None,
+) -> None:
+    """Create, list or revoke a repository's API tokens (with its write secret).
+
+    pywharf token create INDEX_URL --permission upload --projects a,b --expires_in 86400
+    prints the new token (shown this once); list prints one token per line; revoke
+    needs --token_id.
+
+    Args:
+        action: create, list or revoke.
+        index_url: the index, e.g. http://host:8888/r/REPO/simple/ (or …/simple/ with --repo).
+        permission: read (list and download) or upload (also upload).
+        projects: comma-separated projects an upload token may upload to (default: all).
+        expires_in: seconds until the token expires (default: never).
+        description: what the token is for, e.g. the CI job holding it.
+        token_id: the id of the token to revoke (see list).
+        repo: the repository name; not needed with an /r/REPO/simple/ URL.
+        secret: the repository's write secret.
+        secret_env: name of an environment variable holding the write secret instead.
+    """
+    url = tokens_url(str(index_url), None if repo is None else str(repo))
+    write_secret = _secret_from(secret, secret_env)
+    if action == "create":
+        body: dict[str, Any] = {"permission": str(permission), "description": str(description)}
+        if projects:
+            names = projects if isinstance(projects, (list, tuple)) else str(projects).split(",")
+            body["projects"] = [str(p).strip() for p in names if str(p).strip()]
+        if expires_in is not None:
+            body["expires_in"] = int(expires_in)
+        made = call_tokens_api(url, "POST", write_secret, body)
+        print(made["token"])
+        scope = ", ".join(made["projects"]) if made["projects"] else "all projects"
+        print(
+            f"id {made['id']}: {made['permission']}, {scope}, expires {made['expires'] or 'never'}"
+            " (the token is shown this once)",
+            file=sys.stderr,
+        )
+    elif action == "list":
+        for row in call_tokens_api(url, "GET", write_secret):
+            scope = ",".join(row["projects"]) if row["projects"] else "*"
+            print(
+                f"{row['id']}  {row['permission']:<6}  {scope}  expires {row['expires'] or 'never'}"
+                f"  last used {row['last_used'] or '-'}  {row['description']}"
+            )
+    elif action == "revoke":
+        if not token_id:
+            raise PywharfError("give --token_id (pywharf token list shows the ids)")
+        call_tokens_api(url + str(token_id), "DELETE", write_secret)
+        print(f"OK: token {token_id} revoked")
+    else:
+        raise PywharfError(f"unknown action {action!r}: create, list or revoke")
+
+
+def _secret_from(secret: Any, secret_env: Any) -> str:
+    if (secret is None) == (secret_env is None):
+        raise PywharfError("give exactly one of --secret and --secret_env")
+    if secret_env is not None:
+        value = os.environ.get(str(secret_env))
+        if not value:
+            raise PywharfError(f"environment variable {secret_env!r} is not set")
+        return value
+    return str(secret)
+
+
 def commands() -> dict[str, Callable[..., Any]]:
     """Core commands plus every installed backend's ``<type>.<command>``."""
     table: dict[str, Callable[..., Any]] = {
@@ -196,6 +271,7 @@ def commands() -> dict[str, Callable[..., Any]]:
         "yank": yank,
         "refresh": refresh,
         "unyank": unyank,
+        "token": token,
     }
     for backend_type in available_backend_types():
         spec = load_backend_spec(backend_type)

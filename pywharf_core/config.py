@@ -102,6 +102,40 @@ def _is_file(path: Path) -> bool:
 
 
 @dataclass(frozen=True)
+class TrustedPublisher:
+    """A CI workflow that may trade its OIDC identity for a short upload token
+    (``trusted_publishers = [{ provider = "github", … }]``; see ``oidc.py``)."""
+
+    #: The identity provider: "github" (GitHub Actions) is the one supported.
+    provider: str
+    #: The GitHub repository the workflow runs in, ``owner/name``.
+    repository: str
+    #: The workflow's file name under .github/workflows/, e.g. ``release.yml``.
+    workflow: str
+    #: The GitHub environment the job must run in; ``None``: any.
+    environment: str | None = None
+    #: The projects the minted token may upload to; empty: every project.
+    projects: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.provider != "github":
+            raise ValueError(f"provider must be 'github', not {self.provider!r}")
+        owner, _, name = self.repository.partition("/")
+        if not owner or not name or "/" in name:
+            raise ValueError(f"repository must be 'owner/name', not {self.repository!r}")
+        if (
+            not self.workflow
+            or "/" in self.workflow
+            or not self.workflow.endswith((".yml", ".yaml"))
+        ):
+            raise ValueError(
+                f"workflow must be a file name such as 'release.yml', not {self.workflow!r}"
+            )
+        if self.environment == "":
+            raise ValueError("environment must not be empty (leave it out for any)")
+
+
+@dataclass(frozen=True)
 class RepoPolicy:
     """The core's rules for one repository, whatever its backend."""
 
@@ -123,6 +157,8 @@ class RepoPolicy:
     upstream_cooldown: int = 0
     #: Name patterns never asked of upstream (reserved for private projects).
     upstream_deny: tuple[str, ...] = ()
+    #: CI workflows that may mint short-lived upload tokens (trusted publishing).
+    trusted_publishers: tuple[TrustedPublisher, ...] = ()
 
     def __post_init__(self) -> None:
         if self.max_file_bytes <= 0:
@@ -344,6 +380,25 @@ def build_settings(cls: type, values: dict[str, Any], *, source: str, table: str
 
 
 def _coerce(value: Any, hint: Any, *, source: str, table: str, key: str) -> Any:
+    item = _dataclass_items(hint)
+    if item is not None:  # an array of tables, e.g. trusted_publishers
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, dict) for v in value):
+            raise ConfigError(
+                'expected an array of tables, e.g. [{ provider = "github", … }]',
+                source=source,
+                table=table,
+                key=key,
+            )
+        converted = []
+        for i, entry in enumerate(value):
+            try:
+                converted.append(build_settings(item, entry, source=source, table=table))
+            except ConfigError as exc:
+                inner = f".{exc.key}" if exc.key else ""
+                raise ConfigError(
+                    exc.message, source=source, table=table, key=f"{key}[{i}]{inner}"
+                ) from None
+        return tuple(converted)
     options = typing.get_args(hint) if _is_union(hint) else (hint,)
     if value is None and type(None) in options:
         return None
@@ -358,6 +413,16 @@ def _coerce(value: Any, hint: Any, *, source: str, table: str, key: str) -> Any:
 
 
 _FAIL = object()
+
+
+def _dataclass_items(hint: Any) -> type | None:
+    """The item class of ``tuple[SomeDataclass, ...]``, else ``None``."""
+    if typing.get_origin(hint) is not tuple:
+        return None
+    args = typing.get_args(hint)
+    if args and isinstance(args[0], type) and dataclasses.is_dataclass(args[0]):
+        return args[0]
+    return None
 
 
 def _convert(value: Any, kind: Any) -> Any:

@@ -23,6 +23,7 @@
     │   ├── AuthRequired         no (valid) credentials
     │   ├── LoginRequired        a browser without a session: to the login page
     │   └── NotPermitted         valid credentials, too little permission
+    ├── PublishingRefused        trusted publishing: an ID token that proves nothing
     ├── NotFound                 no such project or file in the repository
     ├── BadRequest               a request the client must fix (not an upload)
     └── NotAcceptable            nothing the client accepts can be served
@@ -186,6 +187,16 @@ class NotPermitted(RequestRefused):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class PublishingRefused(PywharfError):
+    """Trusted publishing refused an ID token: ``code`` (PyPI's: ``invalid-token``,
+    ``invalid-publisher``, ``invalid-payload``) and ``description`` say why."""
+
+    def __init__(self, code: str, description: str) -> None:
+        super().__init__(f"{code}: {description}")
+        self.code = code
+        self.description = description
 
 
 class NotFound(PywharfError):

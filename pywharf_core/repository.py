@@ -20,6 +20,7 @@ from .memory import release_free_memory
 from .pagecache import PageCache
 from .records import FileRecord
 from .state import StateStore
+from .tokens import TokenStore
 from .upstream import Upstream
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,8 @@ class Repository:
         self.upstream: Upstream | None = None
         #: Documents every server of this repository must see alike (tokens, status …).
         self.state = StateStore(backend, Path(index_cache.parent if index_cache else ".") / "state")
+        #: API tokens (kept in ``state``).
+        self.tokens = TokenStore(self.state, self.policy.sync_index_interval)
         self._remote: dict[str, FileRecord] = {}
         self._remote_version: str | None = None
         self._remote_loaded = False
@@ -83,6 +86,7 @@ class Repository:
         index = RepoIndex(state / "overlay.jsonl")
         repo = cls(config, backend, index, cache, state / "remote-index.json")
         repo.state = StateStore(backend, state / "state")
+        repo.tokens = TokenStore(repo.state, config.policy.sync_index_interval)
         if config.policy.upstream_url:
             repo.upstream = Upstream(config.policy, backend, state, config.name)
         repo.sync_logged()  # on failure: served from the overlay, /readyz says not synced

@@ -41,6 +41,7 @@ from .errors import ConfigError
 from .files import create_once
 from .flags import bool_flag, text_flag
 from .memory import trim_periodically, tune_allocator
+from .oidc import DEFAULT_AUDIENCE, GITHUB_JWKS_URL
 from .repository import Repositories, Repository
 from .revocations import RootSessionRevocations, StateSessionRevocations
 from .runtime import SAVED_ADMIN_SECRET, SAVED_CONFIG, LoadedConfig, Runtime
@@ -152,6 +153,8 @@ def run_server(
     session_key: str | None = None,
     session_expires: int = 12 * 3600,
     metrics_token: str | None = None,
+    oidc_audience: str = DEFAULT_AUDIENCE,
+    oidc_jwks: str = GITHUB_JWKS_URL,
     server: str = "waitress",
     debug: bool = False,
     header_timeout: float = 20.0,
@@ -191,6 +194,10 @@ def run_server(
         metrics_token: serves GET /metrics, and /readyz per repository, to requests
             with "Authorization: Bearer <token>" (or the token as basic-auth password).
             Without it /metrics is off and /readyz answers only ready or not.
+        oidc_audience: the audience GitHub Actions ID tokens must name for trusted
+            publishing (GET /_/oidc/audience tells clients).
+        oidc_jwks: where the ID tokens' signing keys come from: GitHub's published JWKS
+            URL by default; a file path or another URL (tests, air-gapped installs).
         server: waitress (the default), or uvicorn (the uvicorn extra: pip install
             '.[uvicorn]' in a pywharf checkout): faster pages, measured in the README's
             Performance section; no custom reason phrases.
@@ -252,6 +259,8 @@ def run_server(
                     lambda name: runtime.repositories.get(name),
                     fallback=RootSessionRevocations(root_path),
                 ),
+                oidc_audience=str(oidc_audience),
+                oidc_jwks=str(oidc_jwks),
             )
             runtime.start(loaded)  # publishes the repositories to the app
     except BaseException:

@@ -40,6 +40,7 @@ from .errors import (
     FileExists,
     FileTooLarge,
     InsufficientStorage,
+    NotPermitted,
     UploadRejected,
 )
 from .files import leftover_prefix
@@ -99,8 +100,13 @@ async def accept_upload(
     content_type: str | None,
     content_length: str | None,
     body: AsyncIterator[bytes],
+    *,
+    allowed_projects: frozenset[str] | None = None,
 ) -> UploadOutcome:
     """Receive, validate, describe, store and index one upload to ``repo``.
+
+    ``allowed_projects``: the (normalized) projects the uploader may upload to, ``None``
+    for every project (a project-scoped token gives a set); another is ``NotPermitted``.
 
     Raises ``UploadRejected`` (and its kinds: ``FileTooLarge``, ``DigestMismatch`` …),
     ``FileExists`` for a filename taken by other bytes, ``InsufficientStorage``, or what
@@ -125,7 +131,7 @@ async def accept_upload(
                 await run_blocking(reader.feed_all, chunks)
         await run_blocking(reader.feed_all, batch)
         received = await run_blocking(reader.finish)
-        return await run_blocking(_validate_describe_store, repo, received)
+        return await run_blocking(_validate_describe_store, repo, received, allowed_projects)
     finally:
         await run_blocking(reader.discard)
 
@@ -141,7 +147,9 @@ class ReceivedUpload:
     digests: dict[str, str]
 
 
-def _validate_describe_store(repo: Repository, upload: ReceivedUpload) -> UploadOutcome:
+def _validate_describe_store(
+    repo: Repository, upload: ReceivedUpload, allowed_projects: frozenset[str] | None = None
+) -> UploadOutcome:
     """Steps 2 to 5 (blocking)."""
     # -- validate
     fields = upload.fields
@@ -154,6 +162,11 @@ def _validate_describe_store(repo: Repository, upload: ReceivedUpload) -> Upload
     if not name or not version:
         raise UploadRejected("The form fields 'name' and 'version' are required")
     project = dists.check_project_name(name)
+    if allowed_projects is not None and project not in allowed_projects:
+        raise NotPermitted(
+            f"This token may not upload to project {project!r} (it may upload to: "
+            f"{', '.join(sorted(allowed_projects))})"
+        )
     dist = dists.parse_filename(upload.filename)
     if project != dist.project:
         raise UploadRejected(f"Filename {dist.filename!r} does not belong to project {name!r}")

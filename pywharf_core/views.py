@@ -50,6 +50,7 @@ from .repository import Repositories, Repository
 from .sessions import is_browser
 from .simple import API_VERSION, project_list_data, project_page_data, render
 from .throttle import FailureThrottle
+from .tokens import TokenGrant, looks_like_token
 from .upload import accept_upload
 from .upstream import UPSTREAM_STATE_HEADER, Upstream, upstream_sha256
 
@@ -69,12 +70,20 @@ SIMPLE_PAGE_HEADERS = {
 }
 
 
-async def authorize(request: Request, need: Access) -> Repository:
-    """The repository this request may use with at least ``need``, or raise."""
+async def authorize(
+    request: Request, need: Access, *, token_may_upload: bool = False
+) -> Repository:
+    """The repository this request may use with at least ``need``, or raise.
+
+    An API token (``tokens.py``) is a password too. Its grant is put on
+    ``request.state.token``; an upload token passes ``Access.WRITE`` only where the caller
+    says ``token_may_upload`` (the upload): a token never yanks, creates tokens or
+    changes anything else."""
     path_repo = request.path_params.get("repo")
     credentials = parse_basic_auth(request.headers.get("authorization"))
     realm = path_repo or "pywharf"
     repositories: Repositories = request.app.state.repositories
+    request.state.token = None
     if credentials is None:
         session = request.app.state.sessions.read(request)
         if session is not None and path_repo in (None, session.repo):
@@ -88,20 +97,40 @@ async def authorize(request: Request, need: Access) -> Repository:
             raise LoginRequired()
         raise AuthRequired(realm)
     repo = repositories.get(path_repo or credentials.username)
-    # A secret verified before passes even while its address is throttled: a flood of
-    # failures cannot lock it out, and it tells a guesser nothing new.
-    access = repo.cached_access(credentials.password) if repo is not None else None
+    password = credentials.password
+    is_token = looks_like_token(password)
+    grant: TokenGrant | None = None
+    # A secret (or token) verified before passes even while its address is throttled: a
+    # flood of failures cannot lock it out, and it tells a guesser nothing new.
+    if repo is None:
+        access = None
+    elif is_token:
+        grant = repo.tokens.cached(password)
+        access = grant.access if grant is not None else None
+    else:
+        access = repo.cached_access(password)
     if access is None:
         throttle: FailureThrottle = request.app.state.auth_throttle
         client = request.client.host if request.client else None  # trusted X-Forwarded-For
         throttle.check(client)
         access = Access.NONE
-        if repo is not None:
-            access = await run_blocking(repo.access, credentials.password)
+        if repo is not None and is_token:
+            grant = await run_blocking(repo.tokens.check, password)
+            access = grant.access if grant is not None else Access.NONE
+        elif repo is not None:
+            access = await run_blocking(repo.access, password)
         if access is Access.NONE:
             throttle.failed(client)
     if repo is None or access is Access.NONE:  # an unknown repository looks the same
         raise AuthRequired(realm)
+    if grant is not None:
+        request.state.token = grant
+        if need is Access.WRITE and not (token_may_upload and grant.access is Access.WRITE):
+            what = "upload" if grant.access is Access.WRITE else "read"
+            raise NotPermitted(
+                f"This token may only {what} in repository {repo.name!r}; use the "
+                "repository's write secret for this"
+            )
     if access < need:
         raise NotPermitted(f"This secret may only read repository {repo.name!r}, not change it")
     return repo
@@ -337,10 +366,15 @@ def media_type_for(filename: str) -> str:
 
 async def upload(request: Request) -> Response:
     refuse_cross_site(request)
-    repo = await authorize(request, Access.WRITE)
+    repo = await authorize(request, Access.WRITE, token_may_upload=True)
     headers = request.headers
+    grant: TokenGrant | None = request.state.token
     outcome = await accept_upload(
-        repo, headers.get("content-type"), headers.get("content-length"), request.stream()
+        repo,
+        headers.get("content-type"),
+        headers.get("content-length"),
+        request.stream(),
+        allowed_projects=grant.projects if grant is not None else None,
     )
     request.app.state.metrics.uploaded(repo.name, outcome.record.size, outcome.result)
     return PlainTextResponse(outcome.message + "\n")

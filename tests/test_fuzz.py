@@ -104,6 +104,8 @@ HEADER_VALUES: dict[bytes, list[bytes]] = {
         b"Basic " + _b64(b"local:\xe9"), b"Basic " + _b64(b":"), b"Basic", b"Basic ====",
         b"Bearer x", b"Basic " + _b64(b"\x00:\x00"), b"Basic " + _b64("é:€".encode()),
         b"Basic " + _b64(b"local:" + b"x" * 5000), b"basic " + _b64(b"local:x"),
+        b"Basic " + _b64(b"__token__:pywharf-"), b"Basic " + _b64(b"local:pywharf-\xe9"),
+        b"Basic " + _b64(b"x:pywharf-0123456789abcdef-" + b"A" * 43),
     ],
     b"Origin": [
         b"http://[", b"http://[::1", b"null", b"http://127.0.0.1", b"\xe9", b"http://a:b@c",
@@ -144,6 +146,12 @@ HEADER_VALUES: dict[bytes, list[bytes]] = {
 
 
 # -- the valid requests ----------------------------------------------------------------------
+
+#: A GitHub-shaped ID token signed by no one this server trusts (header: RS256, a kid).
+MINT_BODY = (
+    b'{"token": "eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIiwidHlwIjoiSldUIn0.'
+    b'eyJpc3MiOiJodHRwczovL3Rva2VuLmFjdGlvbnMuZ2l0aHVidXNlcmNvbnRlbnQuY29tIn0.c2ln"}'
+)
 
 
 UPSTREAM_FILE = bytes(range(256)) * 64
@@ -237,6 +245,14 @@ def valid_requests(site: Site) -> list[Maker]:
             body=body,
         )
 
+    def json_post(path: bytes, body: bytes, headers: Headers) -> Maker:
+        return lambda rng: Req(
+            b"POST",
+            path,
+            headers=[(b"Host", b"127.0.0.1"), (b"Content-Type", b"application/json"), *headers],
+            body=body,
+        )
+
     login_body = b"repo=local&secret=nope&next=/simple/&csrf=" + site.csrf_token
     csrf = [(b"Cookie", b"pywharf_csrf=" + site.csrf_cookie)]
     return [
@@ -272,6 +288,16 @@ def valid_requests(site: Site) -> list[Maker]:
         get(b"/simple/fake/fake-1.0-py3-none-any.whl", read),
         get(b"/simple/fake/fake-1.0-py3-none-any.whl", [*read, (b"Range", b"bytes=3-")]),
         form(b"/simple/fake/refresh", b"", write),
+        get(b"/_/oidc/audience"),
+        json_post(b"/_/oidc/mint-token", MINT_BODY, []),
+        json_post(b"/_/oidc/github/mint-token", MINT_BODY, []),
+        get(b"/r/local/tokens/", write),
+        json_post(b"/r/local/tokens/", b'{"permission": "read", "expires_in": 60}', write),
+        lambda rng: Req(
+            b"DELETE",
+            b"/r/local/tokens/0123456789abcdef",
+            headers=[(b"Host", b"127.0.0.1"), *write],
+        ),
     ]
 
 
@@ -483,14 +509,19 @@ def fuzz(site: Site, count: int, seed: str) -> Outcome:
 def site(tmp_path_factory: pytest.TempPathFactory, dists) -> Iterator[Site]:
     # An upstream index behind the fuzzed repository: its pages and files are fuzzed too.
     upstream = FakeIndex(served=UPSTREAM_FILE, declared=UPSTREAM_FILE)
+    folder = tmp_path_factory.mktemp("fuzz")
+    jwks = folder / "jwks.json"
+    jwks.write_text('{"keys": []}')
     server = WharfServer(
-        tmp_path_factory.mktemp("fuzz") / "root",
+        folder / "root",
         "--server",
         FUZZ_SERVER,
         "--trusted_proxy",
         "127.0.0.1",  # the forwarded headers are fuzzed too
         "--upstream_url",
         upstream.url,
+        "--oidc_jwks",
+        str(jwks),  # no key: nothing is fetched from the network
     ).start()
 
     def accepts() -> bool:
