@@ -107,7 +107,9 @@ class HeaderGate:
         request = Request(scope)
         try:
             views.refuse_cross_site(request)
-            repo = await views.authorize(request, Access.WRITE)
+            # What the view itself asks: an upload token passes on the upload route only.
+            upload = match["rest"] == ""
+            repo = await views.authorize(request, Access.WRITE, token_may_upload=upload)
         except PywharfError as refusal:
             return Verdict(refusal, 0)
         length = request.headers.get("content-length")
