@@ -101,7 +101,7 @@ class HeaderGate:
 
         match = _CHANGING.match(scope["path"])
         assert match is not None
-        scope = {**scope, "app": self.app, "path_params": {}}
+        scope = {**scope, "app": self.app, "path_params": {}, views.GATE_SCOPE_KEY: True}
         if match["repo"] is not None:
             scope["path_params"]["repo"] = match["repo"]
         request = Request(scope)

@@ -70,6 +70,10 @@ SIMPLE_PAGE_HEADERS = {
 }
 
 
+#: Set in the scope of the header gate's own check of a request (``early.HeaderGate``).
+GATE_SCOPE_KEY = "pywharf.header_gate"
+
+
 async def authorize(
     request: Request, need: Access, *, token_may_upload: bool = False
 ) -> Repository:
@@ -119,7 +123,9 @@ async def authorize(
             access = grant.access if grant is not None else Access.NONE
         elif repo is not None:
             access = await run_blocking(repo.access, password)
-        if access is Access.NONE:
+        # The header gate (early.py) asks before the body; the view asks again for the
+        # same request: a failure is counted once, by the view.
+        if access is Access.NONE and not request.scope.get(GATE_SCOPE_KEY):
             throttle.failed(client)
     if repo is None or access is Access.NONE:  # an unknown repository looks the same
         raise AuthRequired(realm)

@@ -175,3 +175,19 @@ def test_a_refused_upload_leaves_the_server_serving(server: WharfServer) -> None
             assert read_head(sock).startswith(b"HTTP/1.1 401")
     response = requests.get(server.url + "healthz", timeout=5)
     assert response.status_code == 200
+
+
+def test_a_refused_upload_counts_once_against_the_throttle(start_server) -> None:
+    # The header gate and the view both check the credentials of one request.
+    server = start_server()
+    statuses = []
+    for _ in range(11):
+        response = requests.post(
+            server.url + "simple/",
+            files={"content": ("x-1.0.tar.gz", b"x")},
+            data={":action": "file_upload"},
+            auth=("local", "not-the-write-secret"),
+            timeout=10,
+        )
+        statuses.append(response.status_code)
+    assert statuses == [401] * 10 + [429], statuses
