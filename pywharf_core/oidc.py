@@ -21,15 +21,16 @@ import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import jwt
+from typing import TYPE_CHECKING, Any
 
 from .config import TrustedPublisher
 from .dists import normalize
 from .errors import PublishingRefused
 from .repository import Repository
 from .tokens import NewToken
+
+if TYPE_CHECKING:  # PyJWT and cryptography (9 MB): imported when a token is checked
+    import jwt
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ class KeySet:
             return self._keys.get(kid)
 
     def _fetch(self) -> dict[str, jwt.PyJWK]:
+        import jwt
+
         if self.source.startswith(("http://", "https://")):
             request = urllib.request.Request(  # noqa: S310 (scheme checked above)
                 self.source, headers={"Accept": "application/json"}
@@ -125,6 +128,8 @@ class TrustedPublishing:
 
     def verify(self, token: Any) -> dict[str, Any]:
         """The claims of a valid ID token; ``PublishingRefused`` otherwise."""
+        import jwt
+
         if not isinstance(token, str) or not token:
             raise PublishingRefused("invalid-payload", 'send JSON {"token": "<JWT>"}')
         if len(token) > MAX_JWT_BYTES:

@@ -42,10 +42,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
-
-import requests
 
 from . import dists
 from .backend import Backend, FileStream, LocalFile, OpenedFile
@@ -61,6 +59,9 @@ from .errors import (
 from .files import leftover_prefix, replace_file
 from .pagecache import PageCache
 from .records import FileRecord
+
+if TYPE_CHECKING:  # requests (7 MB) is imported only by a repository that has an upstream
+    import requests
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +188,8 @@ class Upstream:
         self._pages_dir = state_dir / "upstream-pages"
         self._files_dir = state_dir / "upstream-files"  # when the backend keeps no cache
         self._backend_cache = type(backend).put_cached is not Backend.put_cached
+        import requests
+
         self._session = requests.Session()
         self._session.headers["User-Agent"] = "pywharf (upstream proxy)"
         self._pages: OrderedDict[str, UpstreamPage] = OrderedDict()
@@ -299,6 +302,8 @@ class Upstream:
         return self._pages_dir / f"{project}.json"  # project is a normalized name
 
     def _fetch_page(self, project: str, cached: UpstreamPage | None) -> UpstreamPage:
+        import requests
+
         url = f"{self.url}{quote(project)}/"
         headers = {"Accept": ACCEPT}
         if cached is not None and not cached.missing:
@@ -445,6 +450,8 @@ class Upstream:
         return folder
 
     def _get_file(self, url: str, what: str) -> requests.Response:
+        import requests
+
         self.stats.add("requests")
         try:
             response = self._session.get(
@@ -524,6 +531,8 @@ class _Tee:
         return next(self._chunks)
 
     def _run(self) -> Iterator[bytes]:
+        import requests
+
         hashes = dists.Hashes()
         held: bytes | None = None
         try:
