@@ -78,6 +78,8 @@ WAIT_FOR_FETCH = 600
 CHUNK = 1024 * 1024
 TIMEOUT = (5, 60)  # connect, read
 MAX_PAGES_IN_MEMORY = 5_000
+#: Longer project names are never asked of upstream (a page is kept in a file so named).
+MAX_NAME = 200
 UPSTREAM_STATE_HEADER = "X-Pywharf-Upstream"
 
 
@@ -262,10 +264,11 @@ class Upstream:
             return False
         with self._lock:
             known = self._pages.pop(project, None) is not None
-        path = self._page_path(project)
-        existed = path.exists()
-        path.unlink(missing_ok=True)
-        return known or existed
+        try:
+            self._page_path(project).unlink()
+        except FileNotFoundError:
+            return known
+        return True
 
     def _cached_page(self, project: str) -> UpstreamPage | None:
         with self._lock:
@@ -585,6 +588,8 @@ class _UpstreamFailed(Exception):
 
 
 def _valid_name(project: str) -> bool:
+    if len(project) > MAX_NAME:  # it names a file here
+        return False
     try:
         dists.check_project_name(project)
     except InvalidMetadata:

@@ -216,6 +216,12 @@ def test_refresh_drops_the_cached_page(start_server, upstream: WharfServer, tmp_
     assert requests.post(url, auth=("__token__", READ), timeout=10).status_code == 403
     answer = requests.post(url, auth=("__token__", WRITE), timeout=10)
     assert answer.status_code == 200 and "dropped" in answer.text
+    for name in ("x" * 300, "%00fake"):  # no project name: nothing asked, nothing kept
+        odd = requests.post(
+            f"{server.url}r/team/simple/{name}/refresh", auth=("__token__", WRITE), timeout=10
+        )
+        assert odd.status_code == 200 and "not cached" in odd.text, odd.text
+        assert page(server, name).status_code == 404
     from wharftest.cli import pywharf
 
     index_url = server.url + "r/team/simple/"
