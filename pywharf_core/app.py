@@ -85,6 +85,7 @@ def create_app(
         Route("/{project}", views.project_without_slash, methods=["GET"]),
         Route("/{project}/", views.project_page, methods=["GET"]),
         Route("/{project}/{filename}", views.download, methods=["GET"]),
+        Route("/{project}/{filename}", views.delete_file, methods=["DELETE"]),
         Route("/{project}/{filename}/yank", views.yank, methods=["POST"]),
         Route("/{project}/{filename}/unyank", views.unyank, methods=["POST"]),
         Route("/{project}/refresh", views.refresh_upstream, methods=["POST"]),

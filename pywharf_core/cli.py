@@ -3,6 +3,7 @@
     pywharf server ROOT [--config …] [--admin_secret …] [--port 8888] [waitress flags …]
     pywharf update_index TYPE NAME [--secret S | --secret_env VAR] [--<config key> VALUE …]
     pywharf yank|unyank INDEX_URL FILENAME …
+    pywharf delete INDEX_URL PROJECT [VERSION] [--filename F] …
 
 Backends add their own commands as ``pywharf <type>.<command>``.
 
@@ -28,7 +29,7 @@ import fire
 from waitress.adjustments import Adjustments
 
 from .backend import BackendContext, available_backend_types, load_backend_spec
-from .client import set_yanked
+from .client import delete_files, set_yanked
 from .config import SECRET_KEYS, RepoPolicy, split_table
 from .errors import ConfigError, PywharfError
 from .flags import bool_flag, text_flag
@@ -149,6 +150,50 @@ def unyank(
 def _set_yanked(
     index_url: Any, filename: Any, reason: str | None, repo: Any, secret: Any, secret_env: Any
 ) -> str:
+    url, username, password = _login(index_url, repo, secret, secret_env)
+    return set_yanked(url, str(filename), username, password, reason)
+
+
+def delete(
+    index_url: str,
+    project: str,
+    version: str | None = None,
+    filename: str | None = None,
+    repo: str | None = None,
+    secret: str | None = None,
+    secret_env: str | None = None,
+) -> None:
+    """Delete files for good: every file of VERSION (each one named), or --filename.
+
+    Installers can no longer get them, and by default the filename cannot be uploaded
+    again with other bytes (allow_filename_reuse). Prefer yank for a release people use.
+
+    Args:
+        index_url: the index, e.g. http://host:8888/simple/ or http://host:8888/r/REPO/simple/
+        project: the project name.
+        version: delete every file of this version.
+        filename: delete this one file instead.
+        repo: the repository name (the username); not needed with an /r/REPO/simple/ URL.
+        secret: the repository's write secret.
+        secret_env: name of an environment variable holding the write secret instead.
+    """
+    if (version is None) == (filename is None):
+        raise PywharfError("give a VERSION or --filename (exactly one)")
+    url, username, password = _login(index_url, repo, secret, secret_env)
+    deleted = delete_files(
+        url,
+        str(project),
+        None if version is None else str(version),
+        None if filename is None else str(filename),
+        username,
+        password,
+    )
+    for name in deleted:
+        print(f"deleted {name}")
+
+
+def _login(index_url: Any, repo: Any, secret: Any, secret_env: Any) -> tuple[str, str, str]:
+    """The index URL, username and password of a client command's flags."""
     url = str(index_url)
     if repo is None and "/r/" not in url:
         raise PywharfError("give --repo (the repository name), or use an …/r/<repo>/simple/ URL")
@@ -159,7 +204,7 @@ def _set_yanked(
         if not value:
             raise PywharfError(f"environment variable {secret_env!r} is not set")
         secret = value
-    return set_yanked(url, str(filename), str(repo or "__token__"), str(secret), reason)
+    return url, str(repo or "__token__"), str(secret)
 
 
 def commands() -> dict[str, Callable[..., Any]]:
@@ -169,6 +214,7 @@ def commands() -> dict[str, Callable[..., Any]]:
         "update_index": update_index,
         "yank": yank,
         "unyank": unyank,
+        "delete": delete,
     }
     for backend_type in available_backend_types():
         spec = load_backend_spec(backend_type)
@@ -285,6 +331,11 @@ def _parameters(func: Callable[..., Any]) -> list[inspect.Parameter]:
     return [p for p in inspect.signature(func).parameters.values() if not p.name.startswith("_")]
 
 
+#: Arguments that may also be given by position after the required ones, per command
+#: (``pywharf delete URL PROJECT 1.0`` as well as ``--version 1.0``).
+OPTIONAL_ARGUMENTS: dict[str, tuple[str, ...]] = {"delete": ("version",)}
+
+
 def _positional_names(func: Callable[..., Any]) -> list[str]:
     return [
         p.name
@@ -322,15 +373,17 @@ def _value_text(value: Any) -> str:
 def command_help(command: str, func: Callable[..., Any], args: Sequence[str]) -> str:
     """Help for one command, from its signature and docstring; runs nothing."""
     summary, docs = _argument_docs(func)
+    optional = OPTIONAL_ARGUMENTS.get(command, ())
     positional = _positional_names(func)
+    names = [*(n.upper() for n in positional), *(f"[{n.upper()}]" for n in optional)]
     lines = [
-        f"usage: pywharf {command} {' '.join(n.upper() for n in positional)} [flags]".rstrip(),
+        f"usage: pywharf {command} {' '.join(names)} [flags]".rstrip(),
         "",
         summary,
     ]
     if positional:
         lines += ["", "arguments:"]
-        lines += [f"  {n.upper():<14}{docs.get(n, '')}" for n in positional]
+        lines += [f"  {n.upper():<14}{docs.get(n, '')}" for n in (*positional, *optional)]
     lines += ["", "flags:"]
     for p in _parameters(func):
         if p.name in positional or p.kind is p.VAR_KEYWORD:
@@ -464,10 +517,12 @@ def check_arguments(command: str, func: Callable[..., Any], args: Sequence[str])
             f"'{command}' needs {names}: pywharf {command} "
             f"{' '.join(n.upper() for n in positional)} (see pywharf {command} --help)"
         )
-    extra = len(loose) - len([n for n in positional if n not in given])
+    optional = [n for n in OPTIONAL_ARGUMENTS.get(command, ()) if n not in given]
+    extra = len(loose) - len([n for n in positional if n not in given]) - len(optional)
     if extra > 0:
         raise PywharfError(
-            f"'{command}' takes {len(positional)} argument(s), not {len(loose)}: "
+            f"'{command}' takes {len(positional) + len(optional)} argument(s), not "
+            f"{len(loose)}: "
             f"unexpected {loose[-extra]!r} (a flag needs -- before its name)"
         )
 
@@ -535,4 +590,27 @@ def run_command(args: list[str]) -> None:
         sys.stdout.write(command_help(command, table[command], args[1:]))
         return
     check_arguments(command, table[command], args[1:])
-    fire.Fire(table, command=args, name="pywharf")
+    fire.Fire(table, command=[command, *_positional_as_text(args[1:])], name="pywharf")
+
+
+_NUMBER = re.compile(r"[-+]?[\d._]+([eE][-+]?\d+)?")
+
+
+def _positional_as_text(args: Sequence[str]) -> list[str]:
+    """``args`` with the positional ones that fire would parse as numbers quoted: every
+    positional argument is text (a version "1.10" is not the number 1.1)."""
+    kept: list[str] = []
+    flag_value = False
+    for index, arg in enumerate(args):
+        if arg == "--":
+            return [*kept, *args[index:]]
+        if flag_value:
+            flag_value = False
+        elif arg.startswith("--"):
+            flag_value = (
+                "=" not in arg and index + 1 < len(args) and not args[index + 1].startswith("--")
+            )
+        elif _NUMBER.fullmatch(arg):
+            arg = f'"{arg}"'
+        kept.append(arg)
+    return kept

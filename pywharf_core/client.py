@@ -1,14 +1,17 @@
-"""Calls from the command line to a running pywharf server (yank, unyank)."""
+"""Calls from the command line to a running pywharf server (yank, unyank, delete)."""
 
 from __future__ import annotations
 
 import base64
+import json
 import urllib.error
 import urllib.parse
 import urllib.request
 
-from .dists import parse_filename
-from .errors import PywharfError
+from .dists import normalize, parse_filename, same_version
+from .errors import InvalidFilename, PywharfError
+
+JSON_PAGE = "application/vnd.pypi.simple.v1+json"
 
 
 class ServerError(PywharfError):
@@ -20,6 +23,36 @@ class ServerError(PywharfError):
         self.message = message
 
 
+def call(
+    url: str,
+    method: str,
+    username: str,
+    secret: str,
+    form: dict[str, str] | None = None,
+    accept: str | None = None,
+) -> str:
+    """One request with basic auth; the answer's text, or ``ServerError``."""
+    if not url.startswith(("http://", "https://")):
+        raise PywharfError(f"the index URL must start with http:// or https://: {url}")
+    token = base64.b64encode(f"{username}:{secret}".encode()).decode()
+    headers = {"Authorization": f"Basic {token}"}
+    body = None
+    if form is not None:
+        body = urllib.parse.urlencode(form).encode()
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    if accept is not None:
+        headers["Accept"] = accept
+    request = urllib.request.Request(url, data=body, method=method, headers=headers)  # noqa: S310 (scheme checked above)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
+            return str(response.read().decode("utf-8", "replace")).strip()
+    except urllib.error.HTTPError as exc:
+        message = exc.read().decode("utf-8", "replace").strip() or str(exc.reason)
+        raise ServerError(exc.code, message) from None
+    except urllib.error.URLError as exc:
+        raise PywharfError(f"cannot reach {url}: {exc.reason}") from None
+
+
 def set_yanked(
     index_url: str, filename: str, username: str, secret: str, reason: str | None
 ) -> str:
@@ -28,24 +61,43 @@ def set_yanked(
     project = parse_filename(filename).project
     action = "unyank" if reason is None else "yank"
     url = f"{index_url.rstrip('/')}/{project}/{urllib.parse.quote(filename)}/{action}"
-    if not url.startswith(("http://", "https://")):
-        raise PywharfError(f"the index URL must start with http:// or https://: {index_url}")
-    body = urllib.parse.urlencode({"reason": reason or ""}).encode()
-    token = base64.b64encode(f"{username}:{secret}".encode()).decode()
-    request = urllib.request.Request(  # noqa: S310 (scheme checked above)
-        url,
-        data=body,
-        method="POST",
-        headers={
-            "Authorization": f"Basic {token}",
-            "Content-Type": "application/x-www-form-urlencoded",
-        },
-    )
+    return call(url, "POST", username, secret, form={"reason": reason or ""})
+
+
+def project_files(index_url: str, project: str, username: str, secret: str) -> list[str]:
+    """The filenames the index lists for ``project`` (its PEP 691 JSON page)."""
+    url = f"{index_url.rstrip('/')}/{urllib.parse.quote(normalize(project))}/"
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
-            return str(response.read().decode("utf-8", "replace")).strip()
-    except urllib.error.HTTPError as exc:
-        message = exc.read().decode("utf-8", "replace").strip() or str(exc.reason)
-        raise ServerError(exc.code, message) from None
-    except urllib.error.URLError as exc:
-        raise PywharfError(f"cannot reach {index_url}: {exc.reason}") from None
+        page = json.loads(call(url, "GET", username, secret, accept=JSON_PAGE))
+        return [str(item["filename"]) for item in page["files"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PywharfError(f"{url} did not answer with a project page: {exc}") from None
+
+
+def delete_files(
+    index_url: str,
+    project: str,
+    version: str | None,
+    filename: str | None,
+    username: str,
+    secret: str,
+) -> list[str]:
+    """Delete ``filename``, or every file of ``version`` of ``project``; returns the
+    filenames deleted. Nothing matching is an error."""
+    name = normalize(project)
+    if filename is not None:
+        chosen = [filename]
+    else:
+        chosen = []
+        for listed in project_files(index_url, name, username, secret):
+            try:
+                if version is None or same_version(version, parse_filename(listed).version):
+                    chosen.append(listed)
+            except InvalidFilename:
+                continue
+        if not chosen:
+            raise PywharfError(f"{project} has no files of version {version}")
+    for each in chosen:
+        url = f"{index_url.rstrip('/')}/{urllib.parse.quote(name)}/{urllib.parse.quote(each)}"
+        call(url, "DELETE", username, secret)
+    return chosen

@@ -8,17 +8,22 @@ name) and ``/r/<repo>/simple/`` (username free, the password decides)::
     GET  /<project>/<filename>.metadata   its core metadata (PEP 658)
     POST /<project>/<filename>/yank   PEP 592 (form field ``reason``, optional)
     POST /<project>/<filename>/unyank
+    DELETE /<project>/<filename>      delete the file (write secret; 204)
     POST /<project>/refresh           drop the cached upstream page (upstream_url)
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from functools import partial
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
+import anyio
 from starlette.concurrency import iterate_in_threadpool
 from starlette.requests import Request
 from starlette.responses import (
@@ -28,8 +33,9 @@ from starlette.responses import (
     Response,
     StreamingResponse,
 )
+from starlette.types import Receive, Scope, Send
 
-from . import web
+from . import manage, web
 from .auth import parse_basic_auth
 from .backend import Access, FileStream, LocalFile, OpenedFile, RedirectTo
 from .blocking import run_blocking
@@ -286,12 +292,18 @@ def _answer(
     file is read here too (FileResponse would hop to open, read and close it)."""
     opened = opener()
     if isinstance(opened, LocalFile):
-        stat = opened.path.stat()
-        if whole_get and stat.st_size <= SMALL_FILE:
-            return Response(opened.path.read_bytes(), headers=headers, media_type=media_type)
+        try:
+            stat = opened.path.stat()
+            if whole_get and stat.st_size <= SMALL_FILE:
+                return Response(opened.path.read_bytes(), headers=headers, media_type=media_type)
+            # Opened now: a file deleted from here on is still read whole (its inode
+            # lives while open), rather than failing after the status is sent.
+            handle = opened.path.open("rb")
+        except FileNotFoundError:  # deleted since the index was read
+            raise FileMissing(opened.path.name) from None
         # Where the server offers http.response.pathsend (pywharf's waitress adapter),
         # FileResponse hands the whole file over to it instead of reading it in chunks.
-        return _FileResponse(opened.path, media_type=media_type, headers=headers, stat_result=stat)
+        return _FileResponse(handle, opened.path, media_type=media_type, headers=headers)
     if isinstance(opened, RedirectTo):
         return RedirectResponse(opened.url, status_code=302)
     if head:  # a stream is not read only to be thrown away
@@ -303,10 +315,25 @@ def _answer(
 
 
 class _FileResponse(FileResponse):
-    """Larger reads where the server has no pathsend (uvicorn): each chunk is a worker-
-    thread hop and a trip round the event loop."""
+    """A file response read from a file already open. Larger reads where the server has
+    no pathsend (uvicorn): each chunk is a worker-thread hop and a trip round the event
+    loop."""
 
     chunk_size = 1024 * 1024
+
+    def __init__(self, handle: BinaryIO, path: Path, **kwargs: Any) -> None:
+        super().__init__(path, stat_result=os.fstat(handle.fileno()), **kwargs)
+        self._handle = handle
+
+    @asynccontextmanager
+    async def _open_file(self) -> AsyncIterator[anyio.AsyncFile[bytes]]:
+        yield anyio.wrap_file(self._handle)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._handle.close()
 
 
 def _stream(opened: FileStream, media_type: str, headers: dict[str, str]) -> Response:
@@ -370,6 +397,20 @@ async def _set_yanked(request: Request, *, yanked: bool) -> Response:
         raise NotFound(f"File {filename!r} is not in this repository") from None
     state = f"yanked ({record.yanked or 'no reason given'})" if yanked else "no longer yanked"
     return PlainTextResponse(f"OK: {filename} is {state}\n")
+
+
+async def delete_file(request: Request) -> Response:
+    """``DELETE /<project>/<filename>`` (write secret): the file leaves the storage and
+    every page; 204, or 404 when the project lists no such file."""
+    refuse_cross_site(request)
+    repo = await authorize(request, Access.WRITE)
+    project = normalize(request.path_params["project"])
+    filename = request.path_params["filename"]
+    try:
+        await run_blocking(manage.delete_file, repo, project, filename)
+    except FileMissing:
+        raise NotFound(f"File {filename!r} is not in project {project!r}") from None
+    return Response(status_code=204)
 
 
 async def refresh_upstream(request: Request) -> Response:

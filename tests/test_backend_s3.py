@@ -339,3 +339,28 @@ def test_replicas_share_the_upstream_cache(start_server, tmp_path: Path, moto_ur
         assert "fake" not in get(a, "simple/", auth=READ).text
     finally:
         fake.server.stop()
+
+
+def test_delete_on_one_replica_hides_the_file_on_the_other(
+    start_server, tmp_path: Path, moto_url: str, bucket: str, client_env: dict[str, str], dists
+) -> None:
+    a = s3_server(start_server, tmp_path, moto_url, bucket)
+    b = s3_server(start_server, tmp_path, moto_url, bucket)
+    clients.twine_upload(
+        a.url + "simple/", *WRITE, dists.base_wheel.path, dists.base_sdist.path, env=client_env
+    )
+    update_index(moto_url, bucket)
+    wait_for(lambda: dists.base_wheel.filename in get(b, "simple/foo-bar-baz/", auth=READ).text, 3)
+    url = f"simple/foo-bar-baz/{dists.base_wheel.filename}"
+    assert requests.delete(a.url + url, auth=READ, timeout=10).status_code == 403
+    assert requests.delete(a.url + url, auth=WRITE, timeout=10).status_code == 204
+    keys = {o["Key"] for o in s3_client(moto_url).list_objects_v2(Bucket=bucket)["Contents"]}
+    assert not any(k.startswith(f"cloud/foo-bar-baz/{dists.base_wheel.filename}") for k in keys)
+    # B still holds the old index; the shared record of deletions hides the file.
+    page = "simple/foo-bar-baz/"
+    wait_for(lambda: dists.base_wheel.filename not in get(b, page, auth=READ).text, timeout=3)
+    assert get(b, url, auth=READ).status_code == 404
+    assert "1 files, 1 projects, index written" in update_index(moto_url, bucket)
+    for server in (a, b):
+        assert dists.base_wheel.filename not in get(server, "simple/foo-bar-baz/", auth=READ).text
+        assert dists.base_sdist.filename in get(server, "simple/foo-bar-baz/", auth=READ).text

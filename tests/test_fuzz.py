@@ -262,6 +262,11 @@ def valid_requests(site: Site) -> list[Maker]:
         upload,
         form(file_path + b"/yank", b"reason=fuzz", write),
         form(file_path + b"/unyank", b"", write),
+        # Deletes the site's wheel; the upload above stores it again (identical bytes).
+        lambda rng: Req(b"DELETE", file_path, headers=[(b"Host", b"127.0.0.1"), *write]),
+        lambda rng: Req(
+            b"DELETE", b"/r/local" + file_path, headers=[(b"Host", b"127.0.0.1"), *read]
+        ),
         form(b"/initialize/", b"config=%5Bx%5D%0Abackend%3D%22nope%22", []),
     ]
 

@@ -1,0 +1,224 @@
+"""Managing what is published (issue 17): deleting files, with real servers and clients."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from wharftest import clients
+from wharftest.cli import pywharf
+from wharftest.distbuilder import build_sdist, build_wheel
+from wharftest.server import WharfServer, get, upload_file, wait_for
+
+JSON = "application/vnd.pypi.simple.v1+json"
+
+
+def shared_config(tmp_path: Path, storage: Path, interval: int = 1) -> Path:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[team]\ntype = "file_system"\nread_secret = "team-read"\nwrite_secret = "team-write"\n'
+        f'storage_root = "{storage}"\nsync_index_interval = {interval}\n'
+    )
+    return config
+
+
+READ = ("team", "team-read")
+WRITE = ("team", "team-write")
+
+
+def listed(server: WharfServer, project: str, auth: tuple[str, str]) -> list[str]:
+    response = get(server, f"simple/{project}/", auth=auth, headers={"Accept": JSON})
+    if response.status_code == 404:
+        return []
+    return [f["filename"] for f in response.json()["files"]]
+
+
+def installed_version(target: Path, client_env: dict[str, str]) -> str:
+    return clients.import_from(target, "import del_me; print(del_me.VERSION)", client_env)
+
+
+@pytest.fixture
+def two_versions(start_server, tmp_path: Path, client_env: dict[str, str]):
+    server = start_server()
+    old = build_wheel(tmp_path / "v1", "del-me", "1.0")
+    new = build_wheel(tmp_path / "v2", "del-me", "2.0")
+    new_sdist = build_sdist(tmp_path / "v2s", "del-me", "2.0")
+    clients.twine_upload(
+        server.url + "simple/",
+        "local",
+        server.write_secret,
+        old.path,
+        new.path,
+        new_sdist.path,
+        env=client_env,
+    )
+    return server, old, new, new_sdist
+
+
+def test_delete_over_http_then_pip_cannot_install_that_version(
+    two_versions, start_server, tmp_path: Path, client_env: dict[str, str]
+) -> None:
+    server, old, new, new_sdist = two_versions
+    write = ("local", server.write_secret)
+    read = ("local", server.read_secret)
+    url = f"{server.url}simple/del-me/{new.filename}"
+    storage = server.root / "cache" / "local" / "storage" / "del-me"
+    before = sorted(p.name for p in storage.iterdir())
+
+    # Refusals change nothing: the read secret, an unknown file, another project's file,
+    # path tricks, another site.
+    assert requests.delete(url, auth=read, timeout=10).status_code == 403
+    assert requests.delete(url, auth=("local", "nope"), timeout=10).status_code == 401
+    for path in (
+        "simple/del-me/del_me-9.0-py3-none-any.whl",
+        f"simple/other-project/{new.filename}",
+        f"simple/del-me/..%2F{new.filename}",
+        f"simple/del-me/{new.filename}.metadata",
+        "simple/del-me/index.toml",
+        "simple/del-me/..%2F..%2Findex.toml",
+        "r/nowhere/simple/del-me/" + new.filename,
+    ):
+        response = requests.delete(server.url + path, auth=write, timeout=10)
+        assert response.status_code in (401, 404), (path, response.status_code)
+    cross_site = requests.delete(url, auth=write, headers={"Origin": "http://evil"}, timeout=10)
+    assert cross_site.status_code == 403
+    assert sorted(p.name for p in storage.iterdir()) == before
+    assert len(listed(server, "del-me", read)) == 3
+
+    # Under both mounts: the wheel through /simple/, the sdist through /r/<repo>/simple/.
+    response = requests.delete(url, auth=write, timeout=10)
+    assert response.status_code == 204, response.text
+    response = requests.delete(
+        f"{server.url}r/local/simple/del-me/{new_sdist.filename}", auth=write, timeout=10
+    )
+    assert response.status_code == 204, response.text
+    assert requests.delete(url, auth=write, timeout=10).status_code == 404  # gone already
+
+    assert listed(server, "del-me", read) == [old.filename]
+    assert new.filename not in get(server, "simple/del-me/", auth=read).text
+    for gone in (new.filename, new.filename + ".metadata", new_sdist.filename):
+        assert get(server, f"simple/del-me/{gone}", auth=read).status_code == 404
+    assert sorted(p.name for p in storage.iterdir()) == [old.filename, old.filename + ".metadata"]
+
+    index = server.index_url(*read)
+    failed = clients.pip_install(
+        index, tmp_path / "pinned", "del-me==2.0", env=client_env, check=False
+    )
+    assert failed.returncode != 0
+    clients.pip_install(index, tmp_path / "pip", "del-me", env=client_env)
+    assert installed_version(tmp_path / "pip", client_env) == "1.0"
+    clients.uv_pip_install(index, tmp_path / "uv", "del-me", env=client_env)
+    assert installed_version(tmp_path / "uv", client_env) == "1.0"
+
+    # update_index and a restart bring nothing back.
+    result = pywharf(
+        "update_index",
+        "file_system",
+        "local",
+        "--storage_root",
+        str(storage.parent),
+    )
+    assert "1 files, 1 projects" in result.stdout, result.stdout + result.stderr
+    server.stop()
+    restarted = start_server(root=server.root)
+    assert listed(restarted, "del-me", ("local", restarted.read_secret)) == [old.filename]
+
+
+def test_two_servers_on_one_storage_both_stop_listing_a_deleted_file(
+    start_server, tmp_path: Path, client_env: dict[str, str], dists
+) -> None:
+    storage = tmp_path / "storage"
+    config = shared_config(tmp_path, storage, interval=1)
+    a = start_server("--config", str(config))
+    b = start_server("--config", str(config))
+    clients.twine_upload(
+        a.url + "simple/", *WRITE, dists.base_wheel.path, dists.base_sdist.path, env=client_env
+    )
+    wait_for(lambda: len(listed(b, "foo-bar-baz", READ)) == 2, timeout=3)
+
+    # A deleted what A itself uploaded (in its overlay) through B, and the other way.
+    response = requests.delete(
+        f"{b.url}simple/foo-bar-baz/{dists.base_wheel.filename}", auth=WRITE, timeout=10
+    )
+    assert response.status_code == 204
+    assert listed(b, "foo-bar-baz", READ) == [dists.base_sdist.filename]
+    seconds = wait_for(
+        lambda: listed(a, "foo-bar-baz", READ) == [dists.base_sdist.filename], timeout=3
+    )
+    print(f"server A stopped listing B's deletion after {seconds:.2f} s (interval 1 s)")
+    assert get(a, f"simple/foo-bar-baz/{dists.base_wheel.filename}", auth=READ).status_code == 404
+
+    # update_index never brings it back, and the journal keeps nothing of it.
+    result = pywharf("update_index", "file_system", "team", "--storage_root", str(storage))
+    assert "1 files, 1 projects, index written" in result.stdout, result.stdout + result.stderr
+    journal = storage / ".pywharf-journal.jsonl"
+    assert not journal.exists() or dists.base_wheel.filename not in journal.read_text()
+    for server in (a, b):
+        wait_for(lambda s=server: int(get(s, "index_mtime/", auth=READ).text) > 0, 3)
+        time.sleep(1.5)
+        assert listed(server, "foo-bar-baz", READ) == [dists.base_sdist.filename]
+
+    # The name can be used again (identical bytes), and both servers list it again.
+    clients.twine_upload(a.url + "simple/", *WRITE, dists.base_wheel.path, env=client_env)
+    for server in (a, b):
+        wait_for(lambda s=server: len(listed(s, "foo-bar-baz", READ)) == 2, timeout=3)
+
+
+def test_a_file_removed_by_hand_disappears_at_the_next_update_index(
+    start_server, tmp_path: Path, dists
+) -> None:
+    storage = tmp_path / "storage"
+    server = start_server("--config", str(shared_config(tmp_path, storage, interval=1)))
+    for dist in (dists.base_wheel, dists.base_sdist):
+        assert upload_file(server, dist.path, "Foo_Bar.baz", "1.0", WRITE).ok
+    # As a new user would: rm of the stored sdist, then update_index (twice).
+    (storage / "foo-bar-baz" / dists.base_sdist.filename).unlink()
+    for _ in range(2):
+        result = pywharf("update_index", "file_system", "team", "--storage_root", str(storage))
+        assert result.returncode == 0, result.stderr
+    wait_for(lambda: listed(server, "foo-bar-baz", READ) == [dists.base_wheel.filename], 3)
+    server.stop()
+    restarted = start_server("--config", str(shared_config(tmp_path, storage)), root=server.root)
+    assert listed(restarted, "foo-bar-baz", READ) == [dists.base_wheel.filename]
+
+
+def test_delete_from_the_cli_names_each_file(two_versions) -> None:
+    server, old, new, new_sdist = two_versions
+    env = {"WHARF_WRITE": server.write_secret}
+    common = ("--repo", "local", "--secret_env", "WHARF_WRITE")
+    neither = pywharf("delete", server.url + "simple/", "del-me", *common, env=env)
+    assert neither.returncode == 2 and "VERSION or --filename" in neither.stderr
+    nothing = pywharf("delete", server.url + "simple/", "del-me", "7.0", *common, env=env)
+    assert nothing.returncode == 2 and "no files of version 7.0" in nothing.stderr
+    result = pywharf("delete", server.url + "simple/", "Del_Me", "2.0", *common, env=env)
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stdout.split("\n")[:-1]) == sorted(
+        [f"deleted {new.filename}", f"deleted {new_sdist.filename}"]
+    )
+    assert listed(server, "del-me", ("local", server.read_secret)) == [old.filename]
+    again = pywharf(
+        "delete", server.url + "r/local/simple/", "del-me", "--filename", new.filename,
+        "--secret_env", "WHARF_WRITE", env=env,
+    )  # fmt: skip
+    assert again.returncode == 2
+    assert again.stderr.startswith("pywharf: error: the server answered 404")
+    read_only = pywharf(
+        "delete", server.url + "simple/", "del-me", "1.0", "--repo", "local",
+        "--secret", server.read_secret,
+    )  # fmt: skip
+    assert read_only.returncode == 2 and "403" in read_only.stderr
+
+
+def test_a_deleted_file_leaves_the_overlay_of_a_server_that_restarts(two_versions) -> None:
+    server, _old, new, _sdist = two_versions
+    write = ("local", server.write_secret)
+    assert (
+        requests.delete(
+            f"{server.url}simple/del-me/{new.filename}", auth=write, timeout=10
+        ).status_code
+        == 204
+    )
+    overlay = server.root / "cache" / "local" / "overlay.jsonl"
+    assert new.filename not in overlay.read_text()
