@@ -123,6 +123,9 @@ class RepoPolicy:
     upstream_cooldown: int = 0
     #: Name patterns never asked of upstream (reserved for private projects).
     upstream_deny: tuple[str, ...] = ()
+    #: Let a deleted file's name be uploaded again with other bytes (PyPI never does:
+    #: lock files and hash-checking installs recorded the name with its hash).
+    allow_filename_reuse: bool = False
 
     def __post_init__(self) -> None:
         if self.max_file_bytes <= 0:

@@ -1,4 +1,5 @@
-"""What maintainers change about published files beyond uploading: deleting them.
+"""What maintainers change about published files beyond uploading: deleting them, and
+the rule that a deleted filename is not reused with other bytes.
 
 A deletion removes the file from the backend (``Backend.delete_file``) and records it in
 the repository's shared state document ``deleted.json``::
@@ -14,6 +15,7 @@ deleted file's sha256, for the filename-reuse rule of uploads.
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import time
@@ -21,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import FileMissing
+from .errors import FileMissing, FilenameReused
 
 if TYPE_CHECKING:
     from .records import FileRecord
@@ -101,3 +103,12 @@ def delete_file(repo: Repository, project: str, filename: str) -> FileRecord:
     repo.apply_deletions(parse_deletions(stored))
     log.info("%s: deleted %s", repo.name, filename)
     return record
+
+
+def check_filename_reuse(repo: Repository, filename: str, sha256: str) -> None:
+    """``FilenameReused`` when ``filename`` was deleted and ``sha256`` is not the bytes it
+    had (blocking: reads the shared record, which another server may have just changed)."""
+    current = repo.state.read(DELETED)
+    deletion = parse_deletions(None if current is None else current[0]).get(filename)
+    if deletion is not None and not hmac.compare_digest(deletion.sha256, sha256):
+        raise FilenameReused(filename, deletion.sha256)

@@ -222,3 +222,55 @@ def test_a_deleted_file_leaves_the_overlay_of_a_server_that_restarts(two_version
     )
     overlay = server.root / "cache" / "local" / "overlay.jsonl"
     assert new.filename not in overlay.read_text()
+
+
+# -- filename reuse -----------------------------------------------------------------------------
+
+
+def test_a_deleted_filename_is_not_reused_with_other_bytes(
+    start_server, tmp_path: Path, client_env: dict[str, str]
+) -> None:
+    storage = tmp_path / "storage"
+    config = shared_config(tmp_path, storage, interval=1)
+    a = start_server("--config", str(config))
+    b = start_server("--config", str(config))
+    first = build_wheel(tmp_path / "first", "re-use", "1.0", summary="first build")
+    second = build_wheel(tmp_path / "second", "re-use", "1.0", summary="second build")
+    assert first.filename == second.filename and first.sha256 != second.sha256
+    clients.twine_upload(a.url + "simple/", *WRITE, first.path, env=client_env)
+    url = f"simple/re-use/{first.filename}"
+    assert requests.delete(a.url + url, auth=WRITE, timeout=10).status_code == 204
+
+    # Other bytes under the deleted name: refused on either server, saying why.
+    for server in (a, b):
+        refused = clients.twine_upload(
+            server.url + "simple/", *WRITE, second.path, env=client_env, check=False
+        )
+        assert refused.returncode != 0
+        assert "409" in refused.stdout + refused.stderr
+        assert "File name reuse" in refused.stdout + refused.stderr
+    assert not (storage / "re-use" / first.filename).exists()
+    assert listed(a, "re-use", READ) == []
+
+    # The same bytes again: accepted, listed by both servers, installable.
+    clients.twine_upload(b.url + "simple/", *WRITE, first.path, env=client_env)
+    for server in (a, b):
+        wait_for(lambda s=server: listed(s, "re-use", READ) == [first.filename], timeout=3)
+    assert get(a, url, auth=READ).content == first.path.read_bytes()
+
+
+def test_allow_filename_reuse_lets_other_bytes_in(
+    start_server, tmp_path: Path, client_env: dict[str, str]
+) -> None:
+    config = shared_config(tmp_path, tmp_path / "storage")
+    config.write_text(config.read_text() + "allow_filename_reuse = true\n")
+    server = start_server("--config", str(config))
+    first = build_wheel(tmp_path / "first", "re-use", "1.0", summary="first build")
+    second = build_wheel(tmp_path / "second", "re-use", "1.0", summary="second build")
+    clients.twine_upload(server.url + "simple/", *WRITE, first.path, env=client_env)
+    url = f"simple/re-use/{first.filename}"
+    assert requests.delete(server.url + url, auth=WRITE, timeout=10).status_code == 204
+    clients.twine_upload(server.url + "simple/", *WRITE, second.path, env=client_env)
+    assert get(server, url, auth=READ).content == second.path.read_bytes()
+    page = get(server, "simple/re-use/", auth=READ, headers={"Accept": JSON}).json()
+    assert page["files"][0]["hashes"]["sha256"] == second.sha256
