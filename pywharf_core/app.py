@@ -35,6 +35,7 @@ from .errors import (
     NotFound,
     NotPermitted,
     NotSupported,
+    ProjectStatusRefusal,
     PywharfError,
     UploadRejected,
 )
@@ -90,6 +91,7 @@ def create_app(
         Route("/{project}/{filename}/yank", views.yank, methods=["POST"]),
         Route("/{project}/{filename}/unyank", views.unyank, methods=["POST"]),
         Route("/{project}/refresh", views.refresh_upstream, methods=["POST"]),
+        Route("/{project}/status", views.set_status, methods=["POST"]),
         *hints.SIMPLE_ROUTES,  # last: only what nothing above matched
     ]
     state = Repositories(repositories)
@@ -281,6 +283,7 @@ ERROR_RESPONSES: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] 
     BackendError: _unexpected,
     FileExists: _file_exists,
     FilenameReused: _with_status(409),
+    ProjectStatusRefusal: _with_status(409),
     FileMissing: _file_missing,
     AccessDenied: _unexpected,
     BackendUnavailable: _backend_unavailable,

@@ -4,6 +4,7 @@
     pywharf update_index TYPE NAME [--secret S | --secret_env VAR] [--<config key> VALUE …]
     pywharf yank|unyank INDEX_URL FILENAME …
     pywharf delete INDEX_URL PROJECT [VERSION] [--filename F] …
+    pywharf status INDEX_URL PROJECT active|archived|quarantined|deprecated [--reason …]
 
 Backends add their own commands as ``pywharf <type>.<command>``.
 
@@ -30,6 +31,7 @@ from waitress.adjustments import Adjustments
 
 from .backend import BackendContext, available_backend_types, load_backend_spec
 from .client import delete_files, set_yanked
+from .client import set_status as set_project_status
 from .config import SECRET_KEYS, RepoPolicy, split_table
 from .errors import ConfigError, PywharfError
 from .flags import bool_flag, text_flag
@@ -192,6 +194,33 @@ def delete(
         print(f"deleted {name}")
 
 
+def status(
+    index_url: str,
+    project: str,
+    status: str,
+    reason: str | None = None,
+    repo: str | None = None,
+    secret: str | None = None,
+    secret_env: str | None = None,
+) -> None:
+    """Set a project's status (PEP 792): active, archived, quarantined or deprecated.
+
+    archived and quarantined refuse uploads; quarantined also offers no files.
+
+    Args:
+        index_url: the index, e.g. http://host:8888/simple/ or http://host:8888/r/REPO/simple/
+        project: the project name.
+        status: active, archived, quarantined or deprecated.
+        reason: shown with the status on the project's pages.
+        repo: the repository name (the username); not needed with an /r/REPO/simple/ URL.
+        secret: the repository's write secret.
+        secret_env: name of an environment variable holding the write secret instead.
+    """
+    url, username, password = _login(index_url, repo, secret, secret_env)
+    text = None if reason is None else str(reason)
+    print(set_project_status(url, str(project), str(status), text, username, password))
+
+
 def _login(index_url: Any, repo: Any, secret: Any, secret_env: Any) -> tuple[str, str, str]:
     """The index URL, username and password of a client command's flags."""
     url = str(index_url)
@@ -215,6 +244,7 @@ def commands() -> dict[str, Callable[..., Any]]:
         "yank": yank,
         "unyank": unyank,
         "delete": delete,
+        "status": status,
     }
     for backend_type in available_backend_types():
         spec = load_backend_spec(backend_type)

@@ -1,4 +1,5 @@
-"""Calls from the command line to a running pywharf server (yank, unyank, delete)."""
+"""Calls from the command line to a running pywharf server (yank, unyank, delete,
+status)."""
 
 from __future__ import annotations
 
@@ -101,3 +102,11 @@ def delete_files(
         url = f"{index_url.rstrip('/')}/{urllib.parse.quote(name)}/{urllib.parse.quote(each)}"
         call(url, "DELETE", username, secret)
     return chosen
+
+
+def set_status(
+    index_url: str, project: str, status: str, reason: str | None, username: str, secret: str
+) -> str:
+    """Set ``project``'s status (PEP 792); returns the server's text."""
+    url = f"{index_url.rstrip('/')}/{urllib.parse.quote(normalize(project))}/status"
+    return call(url, "POST", username, secret, form={"status": status, "reason": reason or ""})

@@ -15,6 +15,7 @@
     │   ├── InsufficientStorage  the storage is full
     │   └── NotSupported         the backend does not offer this optional operation
     ├── FilenameReused           an upload of a deleted filename with other bytes
+    ├── ProjectStatusRefusal     an upload to an archived or quarantined project
     ├── UploadRejected           the client's upload is wrong
     │   ├── InvalidFilename
     │   ├── InvalidMetadata
@@ -150,6 +151,18 @@ class FilenameReused(PywharfError):
         )
         self.filename = filename
         self.deleted_sha256 = deleted_sha256
+
+
+class ProjectStatusRefusal(PywharfError):
+    """An upload to a project whose status (PEP 792) takes none: ``status`` is
+    ``archived`` or ``quarantined``, ``reason`` the maintainers' (may be ``None``)."""
+
+    def __init__(self, project: str, status: str, reason: str | None) -> None:
+        why = f" ({reason})" if reason else ""
+        super().__init__(f"Project {project} is {status}{why}: it takes no uploads")
+        self.project = project
+        self.status = status
+        self.reason = reason
 
 
 class UploadRejected(PywharfError):

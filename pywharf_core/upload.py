@@ -32,7 +32,7 @@ from typing import IO
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from . import dists, manage
+from . import dists, manage, status
 from .backend import StagedFile, StoredFile
 from .blocking import run_blocking
 from .errors import (
@@ -159,6 +159,7 @@ def _validate_describe_store(repo: Repository, upload: ReceivedUpload) -> Upload
         raise UploadRejected("The uploaded file is empty")
     _verify_digests(upload)
 
+    status.check_uploads_allowed(repo, dist.project)
     known = repo.index.snapshot.find(dist.project, dist.filename)
     if known is not None:
         if known.sha256 != upload.staged.sha256:

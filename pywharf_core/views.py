@@ -9,6 +9,7 @@ name) and ``/r/<repo>/simple/`` (username free, the password decides)::
     POST /<project>/<filename>/yank   PEP 592 (form field ``reason``, optional)
     POST /<project>/<filename>/unyank
     DELETE /<project>/<filename>      delete the file (write secret; 204)
+    POST /<project>/status            PEP 792 status (form fields ``status``, ``reason``)
     POST /<project>/refresh           drop the cached upstream page (upstream_url)
 """
 
@@ -35,7 +36,7 @@ from starlette.responses import (
 )
 from starlette.types import Receive, Scope, Send
 
-from . import manage, web
+from . import manage, status, web
 from .auth import parse_basic_auth
 from .backend import Access, FileStream, LocalFile, OpenedFile, RedirectTo
 from .blocking import run_blocking
@@ -155,11 +156,13 @@ async def project_page(request: Request) -> Response:
         raise NotFound(f"Project {project!r} is not in this repository")
     if _browser_session(request):
         return await web.project_page(request, repo, project, request.state.session.access)
+    status = repo.status_of(project)
     page = repo.pages.get(
         project,
         media_type,
         records,
-        lambda: render(project_page_data(project, records), media_type),
+        lambda: render(project_page_data(project, records, status), media_type),
+        variant=status,
     )
     return _page_response(request, page, media_type)
 
@@ -236,6 +239,8 @@ async def download(request: Request) -> Response:
     if project != asked:
         return canonical_redirect(request, 2, f"{project}/{filename}")
     snapshot = repo.index.snapshot
+    if repo.status_of(project).hides_files:  # quarantined (PEP 792): nothing is offered
+        raise NotFound(f"Project {project!r} is quarantined: its files are not served")
     # Only names in the index are served: a URL never becomes a storage path.
     record = snapshot.find(project, filename)
     if record is not None:
@@ -411,6 +416,28 @@ async def delete_file(request: Request) -> Response:
     except FileMissing:
         raise NotFound(f"File {filename!r} is not in project {project!r}") from None
     return Response(status_code=204)
+
+
+#: A status form is two short fields; a reason is at most status.MAX_REASON characters.
+MAX_STATUS_FORM_BYTES = 16 * 1024
+
+
+async def set_status(request: Request) -> Response:
+    """``POST /<project>/status`` (write secret), form fields ``status`` (PEP 792: active,
+    archived, quarantined, deprecated) and ``reason`` (optional)."""
+    refuse_cross_site(request)
+    repo = await authorize(request, Access.WRITE)
+    project = normalize(request.path_params["project"])
+    async with request.form(
+        max_files=0, max_fields=10, max_part_size=MAX_STATUS_FORM_BYTES
+    ) as form:
+        value, reason = form.get("status", ""), form.get("reason", "")
+    if not isinstance(value, str) or not isinstance(reason, str):
+        raise BadRequest("The form fields 'status' and 'reason' must be text")
+    wanted = status.checked_status(value.strip(), reason)
+    await run_blocking(status.set_status, repo, project, wanted)
+    why = f" ({wanted.reason})" if wanted.reason else ""
+    return PlainTextResponse(f"OK: {project} is {wanted.status}{why}\n")
 
 
 async def refresh_upstream(request: Request) -> Response:

@@ -189,7 +189,8 @@ def repository_home(request: Request, repo: Repository, access: Access) -> Respo
 async def project_page(
     request: Request, repo: Repository, project: str, access: Access
 ) -> Response:
-    records = repo.index.snapshot.files_of(project) or ()
+    status = repo.status_of(project)
+    records = () if status.hides_files else repo.index.snapshot.files_of(project) or ()
     versions: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
     for record in reversed(records):  # newest first
         versions.setdefault(record.version, []).append(
@@ -226,6 +227,7 @@ async def project_page(
         access=access.name.lower(),
         logout=site_url(request, "logout/"),
         latest_version=records[-1].version if records else "",
+        project_status=status,
     )
 
 

@@ -274,3 +274,92 @@ def test_allow_filename_reuse_lets_other_bytes_in(
     assert get(server, url, auth=READ).content == second.path.read_bytes()
     page = get(server, "simple/re-use/", auth=READ, headers={"Accept": JSON}).json()
     assert page["files"][0]["hashes"]["sha256"] == second.sha256
+
+
+# -- project status (PEP 792) -------------------------------------------------------------------
+
+
+def post_status(server: WharfServer, project: str, auth: tuple[str, str], **form: str):
+    return requests.post(f"{server.url}simple/{project}/status", data=form, auth=auth, timeout=10)
+
+
+def test_quarantined_projects_offer_nothing_and_archived_ones_refuse_uploads(
+    start_server, tmp_path: Path, client_env: dict[str, str]
+) -> None:
+    config = shared_config(tmp_path, tmp_path / "storage", interval=1)
+    a = start_server("--config", str(config))
+    b = start_server("--config", str(config))
+    wheel = build_wheel(tmp_path / "v1", "st-at", "1.0")
+    later = build_wheel(tmp_path / "v2", "st-at", "2.0")
+    clients.twine_upload(a.url + "simple/", *WRITE, wheel.path, env=client_env)
+    wait_for(lambda: listed(b, "st-at", READ) == [wheel.filename], timeout=3)
+
+    # Refusals change nothing.
+    assert post_status(a, "st-at", READ, status="archived").status_code == 403
+    unknown = post_status(a, "st-at", WRITE, status="frozen")
+    assert unknown.status_code == 400 and "one of active, archived" in unknown.text
+    huge = post_status(a, "st-at", WRITE, status="archived", reason="x" * 100_000)
+    assert huge.status_code in (400, 413)
+    assert post_status(a, "no-such-project", WRITE, status="archived").status_code == 404
+    assert post_status(a, "..%2Fst-at", WRITE, status="archived").status_code == 404
+    page = get(a, "simple/st-at/", auth=READ, headers={"Accept": JSON}).json()
+    assert page["project-status"] == {"status": "active"}
+    assert page["meta"]["api-version"] == "1.4"
+
+    # Quarantined: pages list nothing, downloads 404, installers find nothing; on both.
+    response = post_status(a, "St_At", WRITE, status="quarantined", reason="malware <report>")
+    assert response.status_code == 200, response.text
+    for server in (a, b):
+        wait_for(
+            lambda s=server: listed(s, "st-at", READ) == [], timeout=3
+        )  # B re-reads the shared status within its sync interval
+        page = get(server, "simple/st-at/", auth=READ, headers={"Accept": JSON}).json()
+        assert page["project-status"] == {"status": "quarantined", "reason": "malware <report>"}
+        assert page["versions"] == []
+        html = get(server, "simple/st-at/", auth=READ).text
+        assert '<meta name="pypi:project-status" content="quarantined">' in html
+        assert '<meta name="pypi:project-status-reason" content="malware &lt;report&gt;">' in html
+        assert wheel.filename not in html
+        assert get(server, f"simple/st-at/{wheel.filename}", auth=READ).status_code == 404
+    index = a.index_url(*READ)
+    pip = clients.pip_install(index, tmp_path / "pip", "st-at", env=client_env, check=False)
+    assert pip.returncode != 0
+    uv = clients.uv_pip_install(index, tmp_path / "uv", "st-at", env=client_env, check=False)
+    assert uv.returncode != 0
+    refused = clients.twine_upload(
+        b.url + "simple/", *WRITE, later.path, env=client_env, check=False
+    )
+    assert refused.returncode != 0 and "is quarantined" in refused.stdout + refused.stderr
+
+    # Archived: files offered again, uploads refused with the status in the message.
+    assert post_status(b, "st-at", WRITE, status="archived").status_code == 200
+    assert listed(b, "st-at", READ) == [wheel.filename]
+    refused = clients.twine_upload(
+        a.url + "simple/", *WRITE, later.path, env=client_env, check=False
+    )
+    output = refused.stdout + refused.stderr
+    assert refused.returncode != 0 and "409" in output
+    assert "Project st-at is archived: it takes no uploads" in output
+    clients.pip_install(index, tmp_path / "pip2", "st-at", env=client_env)
+
+    # Deprecated takes uploads; active again clears the status.
+    assert post_status(a, "st-at", WRITE, status="deprecated", reason="use st-new").ok
+    clients.twine_upload(a.url + "simple/", *WRITE, later.path, env=client_env)
+    assert post_status(a, "st-at", WRITE, status="active").ok
+    page = get(a, "simple/st-at/", auth=READ, headers={"Accept": JSON}).json()
+    assert page["project-status"] == {"status": "active"} and len(page["files"]) == 2
+    assert '"st-at"' not in (tmp_path / "storage" / ".pywharf-state" / "status.json").read_text()
+
+
+def test_status_from_the_cli(two_versions) -> None:
+    server = two_versions[0]
+    env = {"WHARF_WRITE": server.write_secret}
+    common = ("--repo", "local", "--secret_env", "WHARF_WRITE")
+    result = pywharf(
+        "status", server.url + "simple/", "del-me", "deprecated", "--reason", "use new",
+        *common, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "OK: del-me is deprecated (use new)"
+    wrong = pywharf("status", server.url + "simple/", "del-me", "gone", *common, env=env)
+    assert wrong.returncode == 2 and "Unknown project status 'gone'" in wrong.stderr
