@@ -103,6 +103,8 @@ def create_app(
             Mount("/r/{repo}/simple", routes=simple_routes),
             Route("/index_mtime/", views.index_mtime, methods=["GET"]),
             Route("/r/{repo}/index_mtime/", views.index_mtime, methods=["GET"]),
+            Route("/audit/", views.audit_log, methods=["GET"]),
+            Route("/r/{repo}/audit/", views.audit_log, methods=["GET"]),
             Route("/initialize/", views.initialize, methods=["POST"]),
             Route("/", web.root, methods=["GET"]),
             Route("/login/", web.login, methods=["GET", "POST"]),

@@ -5,6 +5,7 @@
     pywharf yank|unyank INDEX_URL FILENAME …
     pywharf delete INDEX_URL PROJECT [VERSION] [--filename F] …
     pywharf status INDEX_URL PROJECT active|archived|quarantined|deprecated [--reason …]
+    pywharf audit INDEX_URL [--since …] …
 
 Backends add their own commands as ``pywharf <type>.<command>``.
 
@@ -30,7 +31,7 @@ import fire
 from waitress.adjustments import Adjustments
 
 from .backend import BackendContext, available_backend_types, load_backend_spec
-from .client import delete_files, set_yanked
+from .client import audit_lines, delete_files, set_yanked
 from .client import set_status as set_project_status
 from .config import SECRET_KEYS, RepoPolicy, split_table
 from .errors import ConfigError, PywharfError
@@ -221,6 +222,29 @@ def status(
     print(set_project_status(url, str(project), str(status), text, username, password))
 
 
+def audit(
+    index_url: str,
+    since: str | None = None,
+    repo: str | None = None,
+    secret: str | None = None,
+    secret_env: str | None = None,
+) -> None:
+    """Print a repository's audit log: one JSON record per line, oldest first.
+
+    Args:
+        index_url: the index, e.g. http://host:8888/simple/ or http://host:8888/r/REPO/simple/
+        since: an ISO 8601 date or time (UTC unless it says), or seconds since the epoch;
+            default: the last week.
+        repo: the repository name (the username); not needed with an /r/REPO/simple/ URL.
+        secret: the repository's write secret.
+        secret_env: name of an environment variable holding the write secret instead.
+    """
+    url, username, password = _login(index_url, repo, secret, secret_env)
+    text = audit_lines(url, None if since is None else str(since), username, password)
+    if text:
+        print(text)
+
+
 def _login(index_url: Any, repo: Any, secret: Any, secret_env: Any) -> tuple[str, str, str]:
     """The index URL, username and password of a client command's flags."""
     url = str(index_url)
@@ -245,6 +269,7 @@ def commands() -> dict[str, Callable[..., Any]]:
         "unyank": unyank,
         "delete": delete,
         "status": status,
+        "audit": audit,
     }
     for backend_type in available_backend_types():
         spec = load_backend_spec(backend_type)

@@ -1,5 +1,5 @@
 """Calls from the command line to a running pywharf server (yank, unyank, delete,
-status)."""
+status, audit)."""
 
 from __future__ import annotations
 
@@ -110,3 +110,14 @@ def set_status(
     """Set ``project``'s status (PEP 792); returns the server's text."""
     url = f"{index_url.rstrip('/')}/{urllib.parse.quote(normalize(project))}/status"
     return call(url, "POST", username, secret, form={"status": status, "reason": reason or ""})
+
+
+def audit_lines(index_url: str, since: str | None, username: str, secret: str) -> str:
+    """The audit log's JSON lines from ``since`` on (the server's default without)."""
+    base = index_url.rstrip("/")
+    if not base.endswith("/simple"):
+        raise PywharfError(f"the index URL must end in /simple/: {index_url}")
+    url = base.removesuffix("simple") + "audit/"
+    if since:
+        url += "?" + urllib.parse.urlencode({"since": since})
+    return call(url, "GET", username, secret)

@@ -10,6 +10,8 @@ name) and ``/r/<repo>/simple/`` (username free, the password decides)::
     POST /<project>/<filename>/unyank
     DELETE /<project>/<filename>      delete the file (write secret; 204)
     POST /<project>/status            PEP 792 status (form fields ``status``, ``reason``)
+
+and beside them, ``GET /audit/`` and ``GET /r/<repo>/audit/``: the audit log (JSON lines).
     POST /<project>/refresh           drop the cached upstream page (upstream_url)
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -36,7 +39,7 @@ from starlette.responses import (
 )
 from starlette.types import Receive, Scope, Send
 
-from . import manage, status, web
+from . import audit, manage, status, web
 from .auth import parse_basic_auth
 from .backend import Access, FileStream, LocalFile, OpenedFile, RedirectTo
 from .blocking import run_blocking
@@ -57,7 +60,7 @@ from .repository import Repositories, Repository
 from .sessions import is_browser
 from .simple import API_VERSION, project_list_data, project_page_data, render
 from .throttle import FailureThrottle
-from .upload import accept_upload
+from .upload import UploadResult, accept_upload
 from .upstream import UPSTREAM_STATE_HEADER, Upstream, upstream_sha256
 
 PAGE_CACHE_CONTROL = "max-age=0, must-revalidate, private"
@@ -90,6 +93,7 @@ async def authorize(request: Request, need: Access) -> Repository:
                 if session.access < need:
                     raise NotPermitted(f"This session may only read repository {repo.name!r}")
                 request.state.session = session
+                request.state.credential = "session"
                 return repo
         if is_browser(request):
             raise LoginRequired()
@@ -111,7 +115,16 @@ async def authorize(request: Request, need: Access) -> Repository:
         raise AuthRequired(realm)
     if access < need:
         raise NotPermitted(f"This secret may only read repository {repo.name!r}, not change it")
+    request.state.credential = "write_secret" if access is Access.WRITE else "read_secret"
     return repo
+
+
+def actor(request: Request) -> audit.Actor:
+    """Who makes this (authorized) request, for the audit log: the kind of credential
+    ``authorize`` accepted, never the secret, and the client's address (trusted
+    proxies' ``X-Forwarded-For`` applied)."""
+    kind = getattr(request.state, "credential", "unknown")
+    return audit.Actor(kind, request.client.host if request.client else None)
 
 
 # -- pages ---------------------------------------------------------------------------------
@@ -375,6 +388,12 @@ async def upload(request: Request) -> Response:
         repo, headers.get("content-type"), headers.get("content-length"), request.stream()
     )
     request.app.state.metrics.uploaded(repo.name, outcome.record.size, outcome.result)
+    if outcome.result is UploadResult.STORED:  # an identical re-upload changes nothing
+        record = outcome.record
+        await run_blocking(
+            audit.append, repo, "upload", actor(request), record.project, record.filename,
+            record.sha256,
+        )  # fmt: skip
     return PlainTextResponse(outcome.message + "\n")
 
 
@@ -400,6 +419,10 @@ async def _set_yanked(request: Request, *, yanked: bool) -> Response:
         record: FileRecord = await run_blocking(repo.yank, project, filename, reason)
     except FileMissing:
         raise NotFound(f"File {filename!r} is not in this repository") from None
+    await run_blocking(
+        audit.append, repo, "yank" if yanked else "unyank", actor(request), project, filename,
+        record.sha256, reason,
+    )  # fmt: skip
     state = f"yanked ({record.yanked or 'no reason given'})" if yanked else "no longer yanked"
     return PlainTextResponse(f"OK: {filename} is {state}\n")
 
@@ -412,9 +435,12 @@ async def delete_file(request: Request) -> Response:
     project = normalize(request.path_params["project"])
     filename = request.path_params["filename"]
     try:
-        await run_blocking(manage.delete_file, repo, project, filename)
+        record = await run_blocking(manage.delete_file, repo, project, filename)
     except FileMissing:
         raise NotFound(f"File {filename!r} is not in project {project!r}") from None
+    await run_blocking(
+        audit.append, repo, "delete", actor(request), project, filename, record.sha256
+    )
     return Response(status_code=204)
 
 
@@ -436,6 +462,8 @@ async def set_status(request: Request) -> Response:
         raise BadRequest("The form fields 'status' and 'reason' must be text")
     wanted = status.checked_status(value.strip(), reason)
     await run_blocking(status.set_status, repo, project, wanted)
+    detail = wanted.status + (f": {wanted.reason}" if wanted.reason else "")
+    await run_blocking(audit.append, repo, "status", actor(request), project, None, None, detail)
     why = f" ({wanted.reason})" if wanted.reason else ""
     return PlainTextResponse(f"OK: {project} is {wanted.status}{why}\n")
 
@@ -495,7 +523,26 @@ async def initialize(request: Request) -> Response:
     except InitializeRefused:
         throttle.failed(peer)
         raise
+    repositories: Repositories = request.app.state.repositories
+    for name in names:
+        repo = repositories.get(name)
+        if repo is not None:
+            await run_blocking(audit.append, repo, "initialize", audit.Actor("initialize", peer))
     return PlainTextResponse(f"OK: now serving {', '.join(names)}\n")
+
+
+async def audit_log(request: Request) -> Response:
+    """``GET /audit/?since=…`` (write secret): the repository's audit records as JSON
+    lines, oldest first; ``since`` an ISO 8601 date or time, or epoch seconds (default:
+    the last week)."""
+    repo = await authorize(request, Access.WRITE)
+    since = audit.parse_since(request.query_params.get("since"), time.time())
+    lines = await run_blocking(lambda: b"".join(audit.read_since(repo, since)))
+    return Response(
+        lines,
+        media_type="application/jsonl",
+        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+    )
 
 
 def refuse_cross_site(request: Request) -> None:

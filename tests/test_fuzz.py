@@ -258,6 +258,8 @@ def valid_requests(site: Site) -> list[Maker]:
         get(file_path + b".metadata", read),
         get(b"/simple/Foo_Bar.baz/" + wheel, read),
         get(b"/index_mtime/", read),
+        get(b"/audit/", write, query=b"since=2026-12-01"),
+        get(b"/r/local/audit/", write),
         get(b"/r/local/index_mtime/", read),
         upload,
         form(file_path + b"/yank", b"reason=fuzz", write),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -363,3 +365,93 @@ def test_status_from_the_cli(two_versions) -> None:
     assert result.stdout.strip() == "OK: del-me is deprecated (use new)"
     wrong = pywharf("status", server.url + "simple/", "del-me", "gone", *common, env=env)
     assert wrong.returncode == 2 and "Unknown project status 'gone'" in wrong.stderr
+
+
+# -- the audit log ------------------------------------------------------------------------------
+
+
+def audit_records(
+    server: WharfServer, auth: tuple[str, str], since: str = "", path: str = "audit/"
+) -> list[dict]:
+    response = get(server, path, auth=auth, params={"since": since} if since else None)
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"].startswith("application/jsonl")
+    return [json.loads(line) for line in response.text.splitlines()]
+
+
+def test_every_change_leaves_one_audit_record_with_its_actor(
+    start_server, tmp_path: Path, client_env: dict[str, str]
+) -> None:
+    config = shared_config(tmp_path, tmp_path / "storage")
+    server = start_server("--config", str(config), "--trusted_proxy", "127.0.0.1")
+    wheel = build_wheel(tmp_path / "v1", "aud-it", "1.0")
+    started = time.time()
+    clients.twine_upload(server.url + "simple/", *WRITE, wheel.path, env=client_env)
+    clients.twine_upload(server.url + "simple/", *WRITE, wheel.path, env=client_env)  # no change
+    base = f"{server.url}simple/aud-it/{wheel.filename}"
+    proxied = {"X-Forwarded-For": "203.0.113.7"}
+    assert requests.post(
+        base + "/yank", data={"reason": "bad"}, auth=WRITE, headers=proxied, timeout=10
+    ).ok
+    assert requests.post(
+        f"{server.url}r/team/simple/aud-it/{wheel.filename}/unyank",
+        auth=("anything", "team-write"), timeout=10,
+    ).ok  # fmt: skip
+    assert post_status(server, "aud-it", WRITE, status="deprecated", reason="old").ok
+    assert requests.delete(base, auth=WRITE, timeout=10).status_code == 204
+    # Refused requests change nothing and leave no record.
+    assert requests.delete(base, auth=READ, timeout=10).status_code == 403
+    assert requests.post(base + "/yank", auth=READ, timeout=10).status_code == 403
+
+    assert get(server, "audit/", auth=READ).status_code == 403
+    assert get(server, "r/team/audit/", auth=("x", "nope")).status_code == 401
+    assert get(server, "audit/", auth=WRITE, params={"since": "yesterday"}).status_code == 400
+    assert get(server, "audit/", auth=WRITE, params={"since": "2000-01-01"}).status_code == 400
+    records = audit_records(server, WRITE)
+    assert [r["action"] for r in records] == ["upload", "yank", "unyank", "status", "delete"]
+    for record in records:
+        assert record["repo"] == "team" and record["project"] == "aud-it"
+        assert record["who"] == {"kind": "write_secret"}
+        assert "team-write" not in json.dumps(record)
+        assert record["time"] >= time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(started - 1))
+    with_file = [r for r in records if r["action"] != "status"]
+    assert all(r["filename"] == wheel.filename and r["sha256"] == wheel.sha256 for r in with_file)
+    assert records[1]["address"] == "203.0.113.7" and records[1]["detail"] == "bad"
+    assert records[0]["address"] == "127.0.0.1"
+    assert records[3]["detail"] == "deprecated: old"
+    # since: only what came after; under /r/<repo>/ too.
+    later = audit_records(server, WRITE, since=records[3]["time"])
+    assert [r["action"] for r in later] == ["status", "delete"]
+    future = str(time.time() + 60)
+    assert audit_records(server, ("x", "team-write"), future, path="r/team/audit/") == []
+
+    result = pywharf(
+        "audit", server.url + "simple/", "--since", records[4]["time"], "--repo", "team",
+        "--secret", "team-write",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line)["action"] for line in result.stdout.splitlines()] == ["delete"]
+
+
+def test_two_servers_appending_at_once_lose_no_audit_record(
+    start_server, tmp_path: Path, client_env: dict[str, str]
+) -> None:
+    config = shared_config(tmp_path, tmp_path / "storage")
+    servers = [start_server("--config", str(config)) for _ in range(2)]
+    wheel = build_wheel(tmp_path / "v1", "aud-race", "1.0")
+    clients.twine_upload(servers[0].url + "simple/", *WRITE, wheel.path, env=client_env)
+    wait_for(lambda: listed(servers[1], "aud-race", READ) != [], timeout=3)
+    per_server = 200
+
+    def append_many(server: WharfServer) -> None:
+        with requests.Session() as session:
+            for i in range(per_server):
+                action = "yank" if i % 2 == 0 else "unyank"
+                url = f"{server.url}simple/aud-race/{wheel.filename}/{action}"
+                assert session.post(url, auth=WRITE, timeout=30).ok
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(append_many, servers))
+    records = audit_records(servers[1], WRITE)
+    assert len(records) == 1 + 2 * per_server
+    assert sorted(r["action"] for r in records).count("yank") == per_server
