@@ -92,6 +92,7 @@ def create_app(
         Route("/{project}/{filename}/unyank", views.unyank, methods=["POST"]),
         Route("/{project}/refresh", views.refresh_upstream, methods=["POST"]),
         Route("/{project}/status", views.set_status, methods=["POST"]),
+        Route("/{project}/{version}/promote", views.promote, methods=["POST"]),
         *hints.SIMPLE_ROUTES,  # last: only what nothing above matched
     ]
     state = Repositories(repositories)

@@ -29,7 +29,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ACTIONS = ("upload", "yank", "unyank", "delete", "status", "initialize")
+ACTIONS = (
+    "upload", "yank", "unyank", "delete", "status", "promote_out", "promote_in", "initialize",
+)  # fmt: skip
 #: How far back one query may reach, in days (one state read per day).
 MAX_DAYS = 400
 #: Without ``since``: the last week.

@@ -6,6 +6,7 @@
     pywharf delete INDEX_URL PROJECT [VERSION] [--filename F] …
     pywharf status INDEX_URL PROJECT active|archived|quarantined|deprecated [--reason …]
     pywharf audit INDEX_URL [--since …] …
+    pywharf promote INDEX_URL PROJECT VERSION --from REPO --to REPO …
 
 Backends add their own commands as ``pywharf <type>.<command>``.
 
@@ -32,6 +33,7 @@ from waitress.adjustments import Adjustments
 
 from .backend import BackendContext, available_backend_types, load_backend_spec
 from .client import audit_lines, delete_files, set_yanked
+from .client import promote as promote_release
 from .client import set_status as set_project_status
 from .config import SECRET_KEYS, RepoPolicy, split_table
 from .errors import ConfigError, PywharfError
@@ -245,6 +247,55 @@ def audit(
         print(text)
 
 
+def promote(
+    index_url: str,
+    project: str,
+    version: str,
+    to: str,
+    source: str | None = None,
+    secret: str | None = None,
+    secret_env: str | None = None,
+    to_secret: str | None = None,
+    to_secret_env: str | None = None,
+) -> None:
+    """Copy a release to another repository on the server (same bytes, same hashes).
+
+    Files the target already holds with the same bytes are left alone; one it holds with
+    other bytes stops the promotion before anything is copied.
+
+    Args:
+        index_url: the source index, e.g. http://host:8888/simple/ or http://host:8888/r/REPO/simple/
+        project: the project name.
+        version: the version whose files are copied.
+        to: the target repository's name.
+        source: the source repository's name (also --from); not needed with an /r/REPO/simple/ URL.
+        secret: the source's read or write secret.
+        secret_env: name of an environment variable holding the source's secret instead.
+        to_secret: the target's write secret.
+        to_secret_env: name of an environment variable holding the target's secret instead.
+    """
+    url, username, password = _login(index_url, source, secret, secret_env)
+    target_secret = _secret_of("to_secret", to_secret, to_secret_env)
+    answer = promote_release(
+        url, str(project), str(version), username, password, str(to), target_secret
+    )
+    for name in answer["copied"]:
+        print(f"copied {name}")
+    for name in answer["unchanged"]:
+        print(f"already there: {name}")
+
+
+def _secret_of(flag: str, value: Any, env: Any) -> str:
+    if (value is None) == (env is None):
+        raise PywharfError(f"give exactly one of --{flag} and --{flag}_env")
+    if env is not None:
+        found = os.environ.get(str(env))
+        if not found:
+            raise PywharfError(f"environment variable {env!r} is not set")
+        return found
+    return str(value)
+
+
 def _login(index_url: Any, repo: Any, secret: Any, secret_env: Any) -> tuple[str, str, str]:
     """The index URL, username and password of a client command's flags."""
     url = str(index_url)
@@ -270,6 +321,7 @@ def commands() -> dict[str, Callable[..., Any]]:
         "delete": delete,
         "status": status,
         "audit": audit,
+        "promote": promote,
     }
     for backend_type in available_backend_types():
         spec = load_backend_spec(backend_type)
@@ -385,6 +437,9 @@ def _type_name(hint: Any) -> str:
 def _parameters(func: Callable[..., Any]) -> list[inspect.Parameter]:
     return [p for p in inspect.signature(func).parameters.values() if not p.name.startswith("_")]
 
+
+#: Flags spelt as a Python keyword, per command: ``--from`` is ``--source``.
+FLAG_ALIASES: dict[str, dict[str, str]] = {"promote": {"--from": "--source"}}
 
 #: Arguments that may also be given by position after the required ones, per command
 #: (``pywharf delete URL PROJECT 1.0`` as well as ``--version 1.0``).
@@ -644,6 +699,7 @@ def run_command(args: list[str]) -> None:
     if _wants_help(args[1:]):
         sys.stdout.write(command_help(command, table[command], args[1:]))
         return
+    args = [command, *(FLAG_ALIASES.get(command, {}).get(a, a) for a in args[1:])]
     check_arguments(command, table[command], args[1:])
     fire.Fire(table, command=[command, *_positional_as_text(args[1:])], name="pywharf")
 

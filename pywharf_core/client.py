@@ -1,5 +1,5 @@
 """Calls from the command line to a running pywharf server (yank, unyank, delete,
-status, audit)."""
+status, audit, promote)."""
 
 from __future__ import annotations
 
@@ -121,3 +121,24 @@ def audit_lines(index_url: str, since: str | None, username: str, secret: str) -
     if since:
         url += "?" + urllib.parse.urlencode({"since": since})
     return call(url, "GET", username, secret)
+
+
+def promote(
+    index_url: str,
+    project: str,
+    version: str,
+    username: str,
+    secret: str,
+    to: str,
+    to_secret: str,
+) -> dict[str, list[str]]:
+    """Copy a release to the repository ``to``; the server's answer (files copied and
+    files the target already held)."""
+    name = urllib.parse.quote(normalize(project))
+    url = f"{index_url.rstrip('/')}/{name}/{urllib.parse.quote(version)}/promote"
+    text = call(url, "POST", username, secret, form={"to": to, "to_secret": to_secret})
+    try:
+        answer = json.loads(text)
+        return {key: [str(f) for f in answer[key]] for key in ("copied", "unchanged")}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PywharfError(f"{url} gave an unexpected answer: {exc}") from None

@@ -10,6 +10,8 @@ name) and ``/r/<repo>/simple/`` (username free, the password decides)::
     POST /<project>/<filename>/unyank
     DELETE /<project>/<filename>      delete the file (write secret; 204)
     POST /<project>/status            PEP 792 status (form fields ``status``, ``reason``)
+    POST /<project>/<version>/promote copy a release to another repository (``to``,
+                                      ``to_secret``)
 
 and beside them, ``GET /audit/`` and ``GET /r/<repo>/audit/``: the audit log (JSON lines).
     POST /<project>/refresh           drop the cached upstream page (upstream_url)
@@ -32,6 +34,7 @@ from starlette.concurrency import iterate_in_threadpool
 from starlette.requests import Request
 from starlette.responses import (
     FileResponse,
+    JSONResponse,
     PlainTextResponse,
     RedirectResponse,
     Response,
@@ -41,7 +44,7 @@ from starlette.types import Receive, Scope, Send
 
 from . import audit, manage, status, web
 from .auth import parse_basic_auth
-from .backend import Access, FileStream, LocalFile, OpenedFile, RedirectTo
+from .backend import Access, FileStream, LocalFile, OpenedFile, RedirectTo, compare_secrets
 from .blocking import run_blocking
 from .dists import normalize
 from .errors import (
@@ -55,6 +58,7 @@ from .errors import (
 )
 from .negotiation import content_type_header, negotiate
 from .pagecache import RenderedPage, etag_matches
+from .promote import promote as promote_release
 from .records import FileRecord
 from .repository import Repositories, Repository
 from .sessions import is_browser
@@ -466,6 +470,74 @@ async def set_status(request: Request) -> Response:
     await run_blocking(audit.append, repo, "status", actor(request), project, None, None, detail)
     why = f" ({wanted.reason})" if wanted.reason else ""
     return PlainTextResponse(f"OK: {project} is {wanted.status}{why}\n")
+
+
+#: The promote form: two short fields.
+MAX_PROMOTE_FORM_BYTES = 8 * 1024
+
+
+async def promote(request: Request) -> Response:
+    """``POST /<project>/<version>/promote`` (the source's read or write secret), form
+    fields ``to`` (the target repository) and ``to_secret`` (its write secret): copy the
+    release there. ``200`` with JSON naming the files copied and those already there."""
+    refuse_cross_site(request)
+    source = await authorize(request, Access.READ)
+    project = normalize(request.path_params["project"])
+    version = request.path_params["version"]
+    async with request.form(
+        max_files=0, max_fields=10, max_part_size=MAX_PROMOTE_FORM_BYTES
+    ) as form:
+        to, to_secret = form.get("to", ""), form.get("to_secret", "")
+    if not isinstance(to, str) or not isinstance(to_secret, str) or not to:
+        raise BadRequest("Promote needs the form fields 'to' and 'to_secret'")
+    target = await _authorize_target(request, to, to_secret)
+    if target is source:
+        raise BadRequest("The target repository is the source repository")
+    done = await run_blocking(promote_release, source, target, project, version)
+    who = actor(request)
+    for record in done.copied:
+        await run_blocking(
+            audit.append, source, "promote_out", who, project, record.filename, record.sha256,
+            f"to {target.name}",
+        )  # fmt: skip
+        await run_blocking(
+            audit.append, target, "promote_in", audit.Actor("promote", who.address), project,
+            record.filename, record.sha256, f"from {source.name}",
+        )  # fmt: skip
+    body = {
+        "project": project,
+        "version": version,
+        "copied": [r.filename for r in done.copied],
+        "unchanged": [r.filename for r in done.unchanged],
+    }
+    return JSONResponse(body)
+
+
+async def _authorize_target(request: Request, name: str, secret: str) -> Repository:
+    """The promotion's target when ``secret`` may write to it. An unknown repository and
+    a wrong secret get the same answer, after the same work: neither tells whether the
+    repository exists."""
+    repositories: Repositories = request.app.state.repositories
+    target = repositories.get(name)
+    throttle: FailureThrottle = request.app.state.auth_throttle
+    client = request.client.host if request.client else None
+    access = target.cached_access(secret) if target is not None else None
+    if access is None:
+        throttle.check(client)
+        if target is not None:
+            access = await run_blocking(target.access, secret)
+        else:
+            compare_secrets(secret, None, UNKNOWN_TARGET_SECRET)
+            access = Access.NONE
+        if access is Access.NONE:
+            throttle.failed(client)
+    if target is None or access is not Access.WRITE:
+        raise NotPermitted("The target repository does not exist or 'to_secret' cannot write to it")
+    return target
+
+
+#: Compared against for an unknown target, so that it costs what a known one does.
+UNKNOWN_TARGET_SECRET = "x" * 64
 
 
 async def refresh_upstream(request: Request) -> Response:

@@ -270,6 +270,8 @@ def valid_requests(site: Site) -> list[Maker]:
             b"DELETE", b"/r/local" + file_path, headers=[(b"Host", b"127.0.0.1"), *read]
         ),
         form(b"/simple/foo-bar-baz/status", b"status=deprecated&reason=fuzz", write),
+        form(b"/simple/foo-bar-baz/1.0/promote", b"to=local&to_secret=nope", read),
+        form(b"/r/local/simple/foo-bar-baz/1.0/promote", b"to=other&to_secret=x", write),
         form(b"/r/local/simple/foo-bar-baz/status", b"status=active", write),
         form(b"/initialize/", b"config=%5Bx%5D%0Abackend%3D%22nope%22", []),
     ]

@@ -455,3 +455,120 @@ def test_two_servers_appending_at_once_lose_no_audit_record(
     records = audit_records(servers[1], WRITE)
     assert len(records) == 1 + 2 * per_server
     assert sorted(r["action"] for r in records).count("yank") == per_server
+
+
+# -- promote ------------------------------------------------------------------------------------
+
+
+def two_repos(tmp_path: Path) -> Path:
+    config = tmp_path / "two.toml"
+    config.write_text(
+        '[staging]\ntype = "file_system"\nread_secret = "staging-read"\n'
+        'write_secret = "staging-write"\n\n'
+        '[prod]\ntype = "file_system"\nread_secret = "prod-read"\nwrite_secret = "prod-write"\n'
+    )
+    return config
+
+
+def promote_request(server: WharfServer, project: str, version: str, **form: str):
+    return requests.post(
+        f"{server.url}r/staging/simple/{project}/{version}/promote",
+        auth=("staging", "staging-read"),
+        data=form,
+        timeout=30,
+    )
+
+
+def test_promote_copies_a_release_once_and_reveals_nothing_of_other_repositories(
+    start_server, tmp_path: Path, client_env: dict[str, str]
+) -> None:
+    server = start_server("--config", str(two_repos(tmp_path)))
+    wheel = build_wheel(tmp_path / "w", "pro-mote", "1.0")
+    sdist = build_sdist(tmp_path / "s", "pro-mote", "1.0")
+    other = build_wheel(tmp_path / "o", "pro-mote", "2.0")
+    clients.twine_upload(
+        server.url + "simple/", "staging", "staging-write", wheel.path, sdist.path, other.path,
+        env=client_env,
+    )  # fmt: skip
+    prod = ("prod", "prod-read")
+
+    # Unknown target, wrong secret, read secret: one answer, nothing copied.
+    answers = {
+        promote_request(server, "pro-mote", "1.0", to=to, to_secret=secret).text
+        for to, secret in (
+            ("nowhere", "prod-write"),
+            ("prod", "wrong"),
+            ("prod", "prod-read"),
+            ("staging-x", ""),
+        )
+    }
+    assert len(answers) == 1, answers
+    assert promote_request(server, "pro-mote", "1.0", to="prod", to_secret="x").status_code == 403
+    assert promote_request(server, "pro-mote", "1.0", to_secret="prod-write").status_code == 400
+    assert (
+        promote_request(server, "pro-mote", "9.0", to="prod", to_secret="prod-write").status_code
+        == 404
+    )
+    assert (
+        promote_request(server, "nope", "1.0", to="prod", to_secret="prod-write").status_code == 404
+    )
+    for version in ("..%2F1.0", "1.0%2F..", "%2e%2e"):
+        response = promote_request(server, "pro-mote", version, to="prod", to_secret="prod-write")
+        assert response.status_code == 404, (version, response.status_code)
+    same = promote_request(server, "pro-mote", "1.0", to="staging", to_secret="staging-write")
+    assert same.status_code == 400
+    assert get(server, "simple/pro-mote/", auth=prod).status_code == 404
+
+    # The release, copied with its metadata; again: nothing changes.
+    response = promote_request(server, "Pro_Mote", "1.0", to="prod", to_secret="prod-write")
+    assert response.status_code == 200, response.text
+    assert sorted(response.json()["copied"]) == sorted([wheel.filename, sdist.filename])
+    assert response.json()["unchanged"] == []
+    page = get(server, "simple/pro-mote/", auth=prod, headers={"Accept": JSON}).json()
+    assert {f["filename"]: f["hashes"]["sha256"] for f in page["files"]} == {
+        wheel.filename: wheel.sha256,
+        sdist.filename: sdist.sha256,
+    }
+    meta = get(server, f"simple/pro-mote/{wheel.filename}.metadata", auth=prod)
+    assert meta.status_code == 200 and meta.content.startswith(b"Metadata-Version")
+    again = promote_request(server, "pro-mote", "1.0", to="prod", to_secret="prod-write")
+    assert again.json()["copied"] == [] and len(again.json()["unchanged"]) == 2
+    clients.pip_install(server.index_url(*prod), tmp_path / "pip", "pro-mote", env=client_env)
+
+    # A target holding other bytes under a name refuses the whole release.
+    rebuilt = build_wheel(tmp_path / "r", "pro-mote", "2.0", summary="rebuilt")
+    clients.twine_upload(server.url + "simple/", "prod", "prod-write", rebuilt.path, env=client_env)
+    clash = promote_request(server, "pro-mote", "2.0", to="prod", to_secret="prod-write")
+    assert clash.status_code == 409
+    # An archived target takes nothing.
+    assert post_status(server, "pro-mote", ("prod", "prod-write"), status="archived").ok
+    archived = promote_request(server, "pro-mote", "1.0", to="prod", to_secret="prod-write")
+    assert archived.status_code == 409 and "archived" in archived.text
+
+    out = audit_records(server, ("staging", "staging-write"))
+    assert [(r["action"], r["filename"]) for r in out if r["action"] == "promote_out"] == [
+        ("promote_out", name) for name in response.json()["copied"]
+    ]
+    assert out[-1]["who"] == {"kind": "read_secret"} and out[-1]["detail"] == "to prod"
+    into = [r for r in audit_records(server, ("prod", "prod-write")) if r["action"] == "promote_in"]
+    assert len(into) == 2 and into[0]["detail"] == "from staging"
+
+
+def test_promote_from_the_cli(start_server, tmp_path: Path, client_env: dict[str, str]) -> None:
+    server = start_server("--config", str(two_repos(tmp_path)))
+    wheel = build_wheel(tmp_path / "w", "pro-cli", "1.10")
+    clients.twine_upload(
+        server.url + "simple/", "staging", "staging-write", wheel.path, env=client_env
+    )
+    env = {"STAGING": "staging-read", "PROD": "prod-write"}
+    result = pywharf(
+        "promote", server.url + "simple/", "pro-cli", "1.10", "--from", "staging", "--to", "prod",
+        "--secret_env", "STAGING", "--to_secret_env", "PROD", env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"copied {wheel.filename}\n"
+    wrong = pywharf(
+        "promote", server.url + "r/staging/simple/", "pro-cli", "1.10", "--to", "nowhere",
+        "--secret_env", "STAGING", "--to_secret_env", "PROD", env=env,
+    )  # fmt: skip
+    assert wrong.returncode == 2 and "403" in wrong.stderr
