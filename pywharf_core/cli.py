@@ -7,6 +7,8 @@
     pywharf status INDEX_URL PROJECT active|archived|quarantined|deprecated [--reason …]
     pywharf audit INDEX_URL [--since …] …
     pywharf promote INDEX_URL PROJECT VERSION --from REPO --to REPO …
+    pywharf list INDEX_URL PROJECT … / pywharf exists INDEX_URL PROJECT[==VERSION] …
+    (each client command also takes -r NAME: the index, username and password from ~/.pypirc)
 
 Backends add their own commands as ``pywharf <type>.<command>``.
 
@@ -29,18 +31,23 @@ from pathlib import Path
 from typing import Any
 
 import fire
+from packaging.utils import canonicalize_version
 from waitress.adjustments import Adjustments
 
 from .backend import BackendContext, available_backend_types, load_backend_spec
 from .client import audit_lines, delete_files, set_yanked
+from .client import project_page as fetch_project_page
 from .client import promote as promote_release
 from .client import set_status as set_project_status
 from .config import SECRET_KEYS, RepoPolicy, split_table
+from .dists import parse_filename
 from .errors import ConfigError, PywharfError
 from .flags import bool_flag, text_flag
 from .job import terminal_progress
 from .job import update_index as run_update_index
+from .pypirc import read_pypirc
 from .server import print_error, run_server
+from .simple import sort_versions
 
 
 def update_index(
@@ -285,6 +292,82 @@ def promote(
         print(f"already there: {name}")
 
 
+def list_files(
+    index_url: str,
+    project: str,
+    repo: str | None = None,
+    secret: str | None = None,
+    secret_env: str | None = None,
+) -> None:
+    """Print a project's versions, newest first, each with its files (and yanks).
+
+    Args:
+        index_url: the index, e.g. http://host:8888/simple/ or http://host:8888/r/REPO/simple/
+        project: the project name.
+        repo: the repository name (the username); not needed with an /r/REPO/simple/ URL.
+        secret: the repository's read or write secret.
+        secret_env: name of an environment variable holding the secret instead.
+    """
+    url, username, password = _login(index_url, repo, secret, secret_env)
+    page = fetch_project_page(url, str(project), username, password)
+    if page is None:
+        raise PywharfError(f"{project} is not in this repository")
+    by_version: dict[str, list[str]] = {}
+    for item in page.get("files", []):
+        filename = str(item.get("filename", ""))
+        try:
+            version = str(parse_filename(filename).version)
+        except PywharfError:
+            continue
+        yanked = item.get("yanked", False)
+        note = (
+            ""
+            if yanked is False
+            else f"  (yanked{': ' + yanked if isinstance(yanked, str) and yanked else ''})"
+        )
+        by_version.setdefault(version, []).append(filename + note)
+    status = page.get("project-status", {}).get("status", "active")
+    if status != "active":
+        print(f"{page.get('name', project)}: {status}")
+    for version in reversed(sort_versions(by_version)):
+        print(version)
+        for line in by_version[version]:
+            print(f"  {line}")
+
+
+def exists(
+    index_url: str,
+    requirement: str,
+    repo: str | None = None,
+    secret: str | None = None,
+    secret_env: str | None = None,
+) -> None:
+    """Exit 0 when the index offers PROJECT (or PROJECT==VERSION), 1 when not.
+
+    Args:
+        index_url: the index, e.g. http://host:8888/simple/ or http://host:8888/r/REPO/simple/
+        requirement: PROJECT or PROJECT==VERSION.
+        repo: the repository name (the username); not needed with an /r/REPO/simple/ URL.
+        secret: the repository's read or write secret.
+        secret_env: name of an environment variable holding the secret instead.
+    """
+    project, _, version = str(requirement).partition("==")
+    url, username, password = _login(index_url, repo, secret, secret_env)
+    page = fetch_project_page(url, project.strip(), username, password)
+    files = [str(item.get("filename", "")) for item in (page or {}).get("files", [])]
+    found = bool(files)
+    if found and version.strip():
+        found = any(_file_version(f) == canonicalize_version(version.strip()) for f in files)
+    sys.exit(0 if found else 1)
+
+
+def _file_version(filename: str) -> str | None:
+    try:
+        return canonicalize_version(str(parse_filename(filename).version))
+    except PywharfError:
+        return None
+
+
 def _secret_of(flag: str, value: Any, env: Any) -> str:
     if (value is None) == (env is None):
         raise PywharfError(f"give exactly one of --{flag} and --{flag}_env")
@@ -322,6 +405,8 @@ def commands() -> dict[str, Callable[..., Any]]:
         "status": status,
         "audit": audit,
         "promote": promote,
+        "list": list_files,
+        "exists": exists,
     }
     for backend_type in available_backend_types():
         spec = load_backend_spec(backend_type)
@@ -436,6 +521,38 @@ def _type_name(hint: Any) -> str:
 
 def _parameters(func: Callable[..., Any]) -> list[inspect.Parameter]:
     return [p for p in inspect.signature(func).parameters.values() if not p.name.startswith("_")]
+
+
+#: Commands that talk to a running server: they take ``-r NAME`` (``~/.pypirc``).
+CLIENT_COMMANDS = ("yank", "unyank", "delete", "status", "audit", "promote", "list", "exists")
+#: Where ``-r`` puts the password from ~/.pypirc: never on a command line, never printed.
+PYPIRC_VARIABLE = "PYWHARF_PYPIRC_PASSWORD"
+
+
+def _with_pypirc(args: Sequence[str], user_flag: str) -> list[str]:
+    """``args`` with ``-r NAME`` (or ``--repository NAME``) replaced by what the section
+    of ~/.pypirc gives: the index URL first, then ``--repo`` and the secret, each unless
+    given already (``user_flag``: the command's flag for the username)."""
+    rest = list(args)
+    for flag in ("-r", "--repository"):
+        if flag in rest:
+            at = rest.index(flag)
+            if at + 1 >= len(rest):
+                raise PywharfError(f"{flag} needs a name from ~/.pypirc")
+            name = rest[at + 1]
+            del rest[at : at + 2]
+            break
+    else:
+        return rest
+    login = read_pypirc(name)
+    given = {a.split("=", 1)[0] for a in rest if a.startswith("--")}
+    extra: list[str] = []
+    if login.username and login.username != "__token__" and user_flag not in given:
+        extra += [user_flag, login.username]
+    if login.password and not given & {"--secret", "--secret_env"}:
+        os.environ[PYPIRC_VARIABLE] = login.password
+        extra += ["--secret_env", PYPIRC_VARIABLE]
+    return [login.index_url, *rest, *extra]
 
 
 #: Flags spelt as a Python keyword, per command: ``--from`` is ``--source``.
@@ -700,6 +817,8 @@ def run_command(args: list[str]) -> None:
         sys.stdout.write(command_help(command, table[command], args[1:]))
         return
     args = [command, *(FLAG_ALIASES.get(command, {}).get(a, a) for a in args[1:])]
+    if command in CLIENT_COMMANDS:
+        args = [command, *_with_pypirc(args[1:], "--source" if command == "promote" else "--repo")]
     check_arguments(command, table[command], args[1:])
     fire.Fire(table, command=[command, *_positional_as_text(args[1:])], name="pywharf")
 

@@ -8,6 +8,7 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from typing import Any
 
 from .dists import normalize, parse_filename, same_version
 from .errors import InvalidFilename, PywharfError
@@ -142,3 +143,19 @@ def promote(
         return {key: [str(f) for f in answer[key]] for key in ("copied", "unchanged")}
     except (ValueError, KeyError, TypeError) as exc:
         raise PywharfError(f"{url} gave an unexpected answer: {exc}") from None
+
+
+def project_page(index_url: str, project: str, username: str, secret: str) -> dict[str, Any] | None:
+    """A project's PEP 691 page, or ``None`` when the index has no such project."""
+    url = f"{index_url.rstrip('/')}/{urllib.parse.quote(normalize(project))}/"
+    try:
+        page = json.loads(call(url, "GET", username, secret, accept=JSON_PAGE))
+    except ServerError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    except ValueError as exc:
+        raise PywharfError(f"{url} did not answer with a project page: {exc}") from None
+    if not isinstance(page, dict):
+        raise PywharfError(f"{url} did not answer with a project page")
+    return page

@@ -572,3 +572,58 @@ def test_promote_from_the_cli(start_server, tmp_path: Path, client_env: dict[str
         "--secret_env", "STAGING", "--to_secret_env", "PROD", env=env,
     )  # fmt: skip
     assert wrong.returncode == 2 and "403" in wrong.stderr
+
+
+# -- the management CLI: -r NAME, list, exists ---------------------------------------------------
+
+
+def test_client_commands_read_pypirc_and_list_and_exists_answer(
+    two_versions, tmp_path: Path
+) -> None:
+    server, old, new, new_sdist = two_versions
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".pypirc").write_text(
+        "[distutils]\nindex-servers = wharf\n\n"
+        f"[wharf]\nrepository = {server.url}simple/\nusername = local\n"
+        f"password = {server.write_secret}\n\n"
+        f"[reader]\nrepository = {server.url}r/local/simple/\nusername = __token__\n"
+        f"password = {server.read_secret}\n"
+    )
+    env = {"HOME": str(home)}
+
+    listing = pywharf("list", "-r", "wharf", "del-me", env=env)
+    assert listing.returncode == 0, listing.stderr
+    assert listing.stdout == (
+        f"2.0\n  {new.filename}\n  {new_sdist.filename}\n1.0\n  {old.filename}\n"
+    ) or listing.stdout == (
+        f"2.0\n  {new_sdist.filename}\n  {new.filename}\n1.0\n  {old.filename}\n"
+    )
+    assert server.write_secret not in listing.stdout + listing.stderr
+    yank = pywharf("yank", "-r", "wharf", new.filename, "--reason", "bad", env=env)
+    assert yank.returncode == 0, yank.stderr
+    assert (
+        f"{new.filename}  (yanked: bad)"
+        in pywharf("list", "-r", "reader", "del-me", env=env).stdout
+    )
+
+    for requirement, code in (("del-me", 0), ("Del_Me==2.0", 0), ("del-me==2", 0),
+                              ("del-me==3.0", 1), ("nothing-here", 1)):  # fmt: skip
+        result = pywharf("exists", "-r", "reader", requirement, env=env)
+        assert result.returncode == code, (requirement, result.stderr)
+    deleted = pywharf("delete", "-r", "wharf", "del-me", "--filename", old.filename, env=env)
+    assert deleted.returncode == 0 and deleted.stdout == f"deleted {old.filename}\n"
+    assert pywharf("exists", "-r", "reader", "del-me==1.0", env=env).returncode == 1
+
+    # Errors are one line, exit 2.
+    for args in (
+        ("list", "-r", "nope", "del-me"),
+        ("exists", "-r"),
+        ("delete", "-r", "reader", "del-me", "2.0"),  # a read secret: 403
+        ("list", "-r", "wharf", "no-such-project"),
+    ):
+        result = pywharf(*args, env=env)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert result.stderr.startswith("pywharf: error: ") and result.stderr.count("\n") == 1
+    nofile = pywharf("list", "-r", "wharf", "del-me", env={"HOME": str(tmp_path)})
+    assert nofile.returncode == 2 and ".pypirc" in nofile.stderr
