@@ -110,6 +110,7 @@ def create_app(
             Route("/", web.root, methods=["GET"]),
             Route("/login/", web.login, methods=["GET", "POST"]),
             Route("/logout/", web.logout, methods=["GET", "POST"]),
+            Route("/manage/{project}/", web.manage, methods=["POST"]),
             Route("/healthz", ops.healthz, methods=["GET"]),
             Route("/readyz", ops.readyz, methods=["GET"]),
             Route("/metrics", ops.metrics, methods=["GET"]),

@@ -244,6 +244,9 @@ def valid_requests(site: Site) -> list[Maker]:
         form(b"/login/", login_body, csrf),
         get(b"/logout/"),
         form(b"/logout/", b"", []),
+        form(
+            b"/manage/foo-bar-baz/", b"action=delete&filename=x.whl&csrf=" + site.csrf_token, csrf
+        ),
         get(b"/simple/", read),
         get(b"/simple/", read + json),
         get(b"/simple/", [(b"Accept", b"text/html,application/xhtml+xml")]),

@@ -627,3 +627,76 @@ def test_client_commands_read_pypirc_and_list_and_exists_answer(
         assert result.stderr.startswith("pywharf: error: ") and result.stderr.count("\n") == 1
     nofile = pywharf("list", "-r", "wharf", "del-me", env={"HOME": str(tmp_path)})
     assert nofile.returncode == 2 and ".pypirc" in nofile.stderr
+
+
+# -- the web UI for maintainers -----------------------------------------------------------------
+
+
+def browser_login(server: WharfServer, secret: str) -> requests.Session:
+    session = requests.Session()
+    session.headers["Accept"] = "text/html,application/xhtml+xml"
+    session.headers["Sec-Fetch-Mode"] = "navigate"
+    form = session.get(server.url + "login/", timeout=10).text
+    csrf = form.split('name="csrf" value="')[1].split('"')[0]
+    response = session.post(
+        server.url + "login/",
+        data={"repo": "local", "secret": secret, "csrf": csrf, "next": "/simple/"},
+        timeout=10,
+    )
+    assert response.ok, response.text
+    return session
+
+
+def form_csrf(html: str) -> str:
+    return html.split('name="csrf" value="')[1].split('"')[0]
+
+
+def test_maintainers_yank_delete_and_set_status_from_the_project_page(two_versions) -> None:
+    server, old, new, _sdist = two_versions
+    reader = browser_login(server, server.read_secret)
+    page = reader.get(server.url + "simple/del-me/", timeout=10).text
+    assert "install-uv-add" in page and f"uv add --index local={server.url}simple/ del-me" in page
+    assert 'class="manage"' not in page and "status-form" not in page
+    refused = reader.post(
+        server.url + "manage/del-me/",
+        data={"csrf": "any", "action": "delete", "filename": old.filename},
+        timeout=10,
+    )
+    assert refused.status_code == 403
+
+    writer = browser_login(server, server.write_secret)
+    page = writer.get(server.url + "simple/del-me/", timeout=10).text
+    csrf = form_csrf(page)
+    assert 'class="manage"' in page and "status-form" in page
+    manage = server.url + "manage/del-me/"
+    no_token = writer.post(manage, data={"action": "yank", "filename": new.filename}, timeout=10)
+    assert no_token.status_code == 400
+    yanked = writer.post(
+        manage,
+        data={"csrf": csrf, "action": "yank", "filename": new.filename, "reason": "broken"},
+        timeout=10,
+    )
+    assert yanked.ok and "yanked: broken" in yanked.text  # back on the project page
+    ask = writer.post(
+        manage, data={"csrf": csrf, "action": "delete", "filename": old.filename}, timeout=10
+    )
+    assert ask.status_code == 200 and "delete-confirmed" in ask.text
+    assert old.filename in get(server, "simple/del-me/", auth=("local", server.read_secret)).text
+    done = writer.post(
+        manage,
+        data={"csrf": csrf, "action": "delete", "filename": old.filename, "confirm": "yes"},
+        timeout=10,
+    )
+    assert done.ok
+    assert (
+        old.filename not in get(server, "simple/del-me/", auth=("local", server.read_secret)).text
+    )
+    status = writer.post(
+        manage, data={"csrf": csrf, "action": "status", "status": "deprecated"}, timeout=10
+    )
+    assert status.ok and "This project is deprecated" in status.text
+    bad = writer.post(manage, data={"csrf": csrf, "action": "status", "status": "x"}, timeout=10)
+    assert bad.status_code == 400
+    records = audit_records(server, ("local", server.write_secret))
+    session_actions = [r["action"] for r in records if r["who"] == {"kind": "session"}]
+    assert session_actions == ["yank", "delete", "status"]
