@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import quote
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
@@ -43,7 +44,7 @@ from .negotiation import JSON_V1, TEXT_HTML
 from .proxy import ProxyHeadersMiddleware
 from .repository import Repositories, Repository
 from .revocations import SessionRevocations
-from .sessions import SessionSigner
+from .sessions import SessionSigner, is_browser
 from .throttle import FailureThrottle, TooManyAttempts
 from .upstream import UpstreamCollector
 
@@ -259,6 +260,24 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return error_response(500, "Internal server error; the server log has the details")
 
 
+async def _not_found(request: Request, exc: Exception) -> Response:
+    """A person's browser gets a page in the site's style; tools get text."""
+    message = getattr(exc, "message", None) or str(exc)
+    if is_browser(request):
+        return web.not_found_page(request, message)
+    return error_response(404, message)
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404 and is_browser(request):
+        return web.not_found_page(request, "There is no page at this address.")
+    # Starlette's own answer otherwise.
+    if exc.status_code in (204, 304):
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
+
+
 def _with_status(status: int) -> Callable[[Request, Exception], Awaitable[Response]]:
     """A handler answering ``status`` with the exception's own message."""
 
@@ -277,7 +296,8 @@ ERROR_RESPONSES: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] 
     UploadRejected: _with_status(400),
     FileTooLarge: _with_status(413),
     BadRequest: _with_status(400),
-    NotFound: _with_status(404),
+    NotFound: _not_found,
+    HTTPException: _http_exception,
     AuthRequired: _auth_required,
     LoginRequired: _login_required,
     ops.MetricsTokenRequired: _metrics_token_required,

@@ -163,6 +163,11 @@ async def logout(request: Request) -> Response:
     return response
 
 
+def not_found_page(request: Request, message: str) -> Response:
+    """The 404 page for people: the message, and the way home."""
+    return _page("not_found.html", 404, title="Not found", message=message, home=home_url(request))
+
+
 async def root(request: Request) -> Response:
     return RedirectResponse(home_url(request), status_code=303)
 

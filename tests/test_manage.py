@@ -700,3 +700,15 @@ def test_maintainers_yank_delete_and_set_status_from_the_project_page(two_versio
     records = audit_records(server, ("local", server.write_secret))
     session_actions = [r["action"] for r in records if r["who"] == {"kind": "session"}]
     assert session_actions == ["yank", "delete", "status"]
+
+
+def test_people_get_a_styled_404_and_tools_get_text(two_versions) -> None:
+    server = two_versions[0]
+    browser = browser_login(server, server.read_secret)
+    for path in ("simple/no-such-project/", "simple/del-me/no_such-1.0.tar.gz", "nowhere/at/all"):
+        response = browser.get(server.url + path, timeout=10, allow_redirects=False)
+        assert response.status_code == 404, path
+        assert response.headers["Content-Type"].startswith("text/html"), path
+        assert 'id="not-found"' in response.text and "<style>" in response.text
+    tool = get(server, "simple/no-such-project/", auth=("local", server.read_secret))
+    assert tool.status_code == 404 and tool.headers["Content-Type"].startswith("text/plain")
