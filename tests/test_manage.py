@@ -656,7 +656,7 @@ def test_maintainers_yank_delete_and_set_status_from_the_project_page(two_versio
     reader = browser_login(server, server.read_secret)
     page = reader.get(server.url + "simple/del-me/", timeout=10).text
     assert "install-uv-add" in page and f"uv add --index local={server.url}simple/ del-me" in page
-    assert 'class="manage"' not in page and "status-form" not in page
+    assert 'value="yank"' not in page and 'id="status-form"' not in page
     refused = reader.post(
         server.url + "manage/del-me/",
         data={"csrf": "any", "action": "delete", "filename": old.filename},
@@ -667,7 +667,7 @@ def test_maintainers_yank_delete_and_set_status_from_the_project_page(two_versio
     writer = browser_login(server, server.write_secret)
     page = writer.get(server.url + "simple/del-me/", timeout=10).text
     csrf = form_csrf(page)
-    assert 'class="manage"' in page and "status-form" in page
+    assert 'value="yank"' in page and 'id="status-form"' in page
     manage = server.url + "manage/del-me/"
     no_token = writer.post(manage, data={"action": "yank", "filename": new.filename}, timeout=10)
     assert no_token.status_code == 400
