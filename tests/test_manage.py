@@ -336,6 +336,7 @@ def test_quarantined_projects_offer_nothing_and_archived_ones_refuse_uploads(
     # Archived: files offered again, uploads refused with the status in the message.
     assert post_status(b, "st-at", WRITE, status="archived").status_code == 200
     assert listed(b, "st-at", READ) == [wheel.filename]
+    wait_for(lambda: listed(a, "st-at", READ) == [wheel.filename], timeout=3)  # A's next sync
     refused = clients.twine_upload(
         a.url + "simple/", *WRITE, later.path, env=client_env, check=False
     )
