@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import quote
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
@@ -26,6 +27,7 @@ from .errors import (
     ConfigError,
     FileExists,
     FileMissing,
+    FilenameReused,
     FileTooLarge,
     InitializeRefused,
     InsufficientStorage,
@@ -34,6 +36,7 @@ from .errors import (
     NotFound,
     NotPermitted,
     NotSupported,
+    ProjectStatusRefusal,
     PublishingRefused,
     PywharfError,
     UploadRejected,
@@ -43,7 +46,7 @@ from .oidc import DEFAULT_AUDIENCE, GITHUB_JWKS_URL, KeySet, TrustedPublishing
 from .proxy import ProxyHeadersMiddleware
 from .repository import Repositories, Repository
 from .revocations import SessionRevocations
-from .sessions import SessionSigner
+from .sessions import SessionSigner, is_browser
 from .throttle import FailureThrottle, TooManyAttempts
 from .upstream import UpstreamCollector
 
@@ -91,9 +94,12 @@ def create_app(
         Route("/{project}", views.project_without_slash, methods=["GET"]),
         Route("/{project}/", views.project_page, methods=["GET"]),
         Route("/{project}/{filename}", views.download, methods=["GET"]),
+        Route("/{project}/{filename}", views.delete_file, methods=["DELETE"]),
         Route("/{project}/{filename}/yank", views.yank, methods=["POST"]),
         Route("/{project}/{filename}/unyank", views.unyank, methods=["POST"]),
         Route("/{project}/refresh", views.refresh_upstream, methods=["POST"]),
+        Route("/{project}/status", views.set_status, methods=["POST"]),
+        Route("/{project}/{version}/promote", views.promote, methods=["POST"]),
         *hints.SIMPLE_ROUTES,  # last: only what nothing above matched
     ]
     state = Repositories(repositories)
@@ -110,10 +116,13 @@ def create_app(
             Route("/_/oidc/audience", tokenviews.audience, methods=["GET"]),
             Route("/_/oidc/mint-token", tokenviews.mint_token, methods=["POST"]),
             Route("/_/oidc/github/mint-token", tokenviews.mint_token, methods=["POST"]),
+            Route("/audit/", views.audit_log, methods=["GET"]),
+            Route("/r/{repo}/audit/", views.audit_log, methods=["GET"]),
             Route("/initialize/", views.initialize, methods=["POST"]),
             Route("/", web.root, methods=["GET"]),
             Route("/login/", web.login, methods=["GET", "POST"]),
             Route("/logout/", web.logout, methods=["GET", "POST"]),
+            Route("/manage/{project}/", web.manage, methods=["POST"]),
             Route("/healthz", ops.healthz, methods=["GET"]),
             Route("/readyz", ops.readyz, methods=["GET"]),
             Route("/metrics", ops.metrics, methods=["GET"]),
@@ -263,6 +272,24 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return error_response(500, "Internal server error; the server log has the details")
 
 
+async def _not_found(request: Request, exc: Exception) -> Response:
+    """A person's browser gets a page in the site's style; tools get text."""
+    message = getattr(exc, "message", None) or str(exc)
+    if is_browser(request):
+        return web.not_found_page(request, message)
+    return error_response(404, message)
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404 and is_browser(request):
+        return web.not_found_page(request, "There is no page at this address.")
+    # Starlette's own answer otherwise.
+    if exc.status_code in (204, 304):
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)
+
+
 def _with_status(status: int) -> Callable[[Request, Exception], Awaitable[Response]]:
     """A handler answering ``status`` with the exception's own message."""
 
@@ -281,7 +308,8 @@ ERROR_RESPONSES: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] 
     UploadRejected: _with_status(400),
     FileTooLarge: _with_status(413),
     BadRequest: _with_status(400),
-    NotFound: _with_status(404),
+    NotFound: _not_found,
+    HTTPException: _http_exception,
     PublishingRefused: tokenviews.publishing_refused,
     AuthRequired: _auth_required,
     LoginRequired: _login_required,
@@ -291,6 +319,8 @@ ERROR_RESPONSES: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] 
     NotAcceptable: _not_acceptable,
     BackendError: _unexpected,
     FileExists: _file_exists,
+    FilenameReused: _with_status(409),
+    ProjectStatusRefusal: _with_status(409),
     FileMissing: _file_missing,
     AccessDenied: _unexpected,
     BackendUnavailable: _backend_unavailable,

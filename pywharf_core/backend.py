@@ -202,6 +202,16 @@ class Backend(abc.ABC):
         so that ``list_files`` reports it. Default: ``NotSupported``."""
         raise NotSupported("yanking")
 
+    def delete_file(self, record: FileRecord) -> None:
+        """Remove the stored file ``record`` names with its core-metadata sidecar and its
+        yank record, so that neither ``list_files`` nor ``open_file`` reports any of them
+        again (on any server of the storage). Never removes anything outside the
+        repository's storage, whatever ``record.backend_ref`` says. Raises
+        ``FileMissing`` when the file is not stored (what is left of its sidecars is
+        removed all the same). The core records the deletion itself (shared state), so
+        a backend keeps no trace of it. Default: ``NotSupported``."""
+        raise NotSupported("deleting")
+
     def changes_since(self, cursor: str | None) -> tuple[list[FileRecord], str | None]:
         """Records published or changed since ``cursor`` (``None``: since the remote index
         was written) that the remote index may not hold yet, and the cursor for next

@@ -3,7 +3,14 @@
     pywharf server ROOT [--config …] [--admin_secret …] [--port 8888] [waitress flags …]
     pywharf update_index TYPE NAME [--secret S | --secret_env VAR] [--<config key> VALUE …]
     pywharf yank|unyank INDEX_URL FILENAME …
+    pywharf refresh INDEX_URL PROJECT …   (drop a cached upstream page)
     pywharf token create|list|revoke INDEX_URL …
+    pywharf delete INDEX_URL PROJECT [VERSION] [--filename F] …
+    pywharf status INDEX_URL PROJECT active|archived|quarantined|deprecated [--reason …]
+    pywharf audit INDEX_URL [--since …] …
+    pywharf promote INDEX_URL PROJECT VERSION --from REPO --to REPO …
+    pywharf list INDEX_URL PROJECT … / pywharf exists INDEX_URL PROJECT[==VERSION] …
+    (each client command also takes -r NAME: the index, username and password from ~/.pypirc)
 
 Backends add their own commands as ``pywharf <type>.<command>``.
 
@@ -26,16 +33,30 @@ from pathlib import Path
 from typing import Any
 
 import fire
+from packaging.utils import canonicalize_version
 from waitress.adjustments import Adjustments
 
 from .backend import BackendContext, available_backend_types, load_backend_spec
-from .client import call_tokens_api, refresh_upstream, set_yanked, tokens_url
+from .client import (
+    audit_lines,
+    call_tokens_api,
+    delete_files,
+    refresh_upstream,
+    set_yanked,
+    tokens_url,
+)
+from .client import project_page as fetch_project_page
+from .client import promote as promote_release
+from .client import set_status as set_project_status
 from .config import SECRET_KEYS, RepoPolicy, split_table
+from .dists import parse_filename
 from .errors import ConfigError, PywharfError
 from .flags import bool_flag, text_flag
 from .job import terminal_progress
 from .job import update_index as run_update_index
+from .pypirc import read_pypirc
 from .server import print_error, run_server
+from .simple import sort_versions
 
 
 def update_index(
@@ -164,29 +185,8 @@ def refresh(
         secret: the repository's write secret.
         secret_env: name of an environment variable holding the write secret instead.
     """
-    username, password = _write_credentials(index_url, repo, secret, secret_env)
-    print(refresh_upstream(str(index_url), str(project), username, password))
-
-
-def _write_credentials(index_url: Any, repo: Any, secret: Any, secret_env: Any) -> tuple[str, str]:
-    url = str(index_url)
-    if repo is None and "/r/" not in url:
-        raise PywharfError("give --repo (the repository name), or use an …/r/<repo>/simple/ URL")
-    if (secret is None) == (secret_env is None):
-        raise PywharfError("give exactly one of --secret and --secret_env")
-    if secret_env is not None:
-        value = os.environ.get(str(secret_env))
-        if not value:
-            raise PywharfError(f"environment variable {secret_env!r} is not set")
-        secret = value
-    return str(repo or "__token__"), str(secret)
-
-
-def _set_yanked(
-    index_url: Any, filename: Any, reason: str | None, repo: Any, secret: Any, secret_env: Any
-) -> str:
-    username, password = _write_credentials(index_url, repo, secret, secret_env)
-    return set_yanked(str(index_url), str(filename), username, password, reason)
+    url, username, password = _login(index_url, repo, secret, secret_env)
+    print(refresh_upstream(url, str(project), username, password))
 
 
 def token(
@@ -220,7 +220,7 @@ def token(
         secret_env: name of an environment variable holding the write secret instead.
     """
     url = tokens_url(str(index_url), None if repo is None else str(repo))
-    write_secret = _secret_from(secret, secret_env)
+    write_secret = _secret_of("secret", secret, secret_env)
     if action == "create":
         body: dict[str, Any] = {"permission": str(permission), "description": str(description)}
         if projects:
@@ -252,15 +252,239 @@ def token(
         raise PywharfError(f"unknown action {action!r}: create, list or revoke")
 
 
-def _secret_from(secret: Any, secret_env: Any) -> str:
+def _set_yanked(
+    index_url: Any, filename: Any, reason: str | None, repo: Any, secret: Any, secret_env: Any
+) -> str:
+    url, username, password = _login(index_url, repo, secret, secret_env)
+    return set_yanked(url, str(filename), username, password, reason)
+
+
+def delete(
+    index_url: str,
+    project: str,
+    version: str | None = None,
+    filename: str | None = None,
+    repo: str | None = None,
+    secret: str | None = None,
+    secret_env: str | None = None,
+) -> None:
+    """Delete files for good: every file of VERSION (each one named), or --filename.
+
+    Installers can no longer get them, and by default the filename cannot be uploaded
+    again with other bytes (allow_filename_reuse). Prefer yank for a release people use.
+
+    Args:
+        index_url: the index, e.g. http://host:8888/simple/ or http://host:8888/r/REPO/simple/
+        project: the project name.
+        version: delete every file of this version.
+        filename: delete this one file instead.
+        repo: the repository name (the username); not needed with an /r/REPO/simple/ URL.
+        secret: the repository's write secret.
+        secret_env: name of an environment variable holding the write secret instead.
+    """
+    if (version is None) == (filename is None):
+        raise PywharfError("give a VERSION or --filename (exactly one)")
+    url, username, password = _login(index_url, repo, secret, secret_env)
+    deleted = delete_files(
+        url,
+        str(project),
+        None if version is None else str(version),
+        None if filename is None else str(filename),
+        username,
+        password,
+    )
+    for name in deleted:
+        print(f"deleted {name}")
+
+
+def status(
+    index_url: str,
+    project: str,
+    status: str,
+    reason: str | None = None,
+    repo: str | None = None,
+    secret: str | None = None,
+    secret_env: str | None = None,
+) -> None:
+    """Set a project's status (PEP 792): active, archived, quarantined or deprecated.
+
+    archived and quarantined refuse uploads; quarantined also offers no files.
+
+    Args:
+        index_url: the index, e.g. http://host:8888/simple/ or http://host:8888/r/REPO/simple/
+        project: the project name.
+        status: active, archived, quarantined or deprecated.
+        reason: shown with the status on the project's pages.
+        repo: the repository name (the username); not needed with an /r/REPO/simple/ URL.
+        secret: the repository's write secret.
+        secret_env: name of an environment variable holding the write secret instead.
+    """
+    url, username, password = _login(index_url, repo, secret, secret_env)
+    text = None if reason is None else str(reason)
+    print(set_project_status(url, str(project), str(status), text, username, password))
+
+
+def audit(
+    index_url: str,
+    since: str | None = None,
+    repo: str | None = None,
+    secret: str | None = None,
+    secret_env: str | None = None,
+) -> None:
+    """Print a repository's audit log: one JSON record per line, oldest first.
+
+    Args:
+        index_url: the index, e.g. http://host:8888/simple/ or http://host:8888/r/REPO/simple/
+        since: an ISO 8601 date or time (UTC unless it says), or seconds since the epoch;
+            default: the last week.
+        repo: the repository name (the username); not needed with an /r/REPO/simple/ URL.
+        secret: the repository's write secret.
+        secret_env: name of an environment variable holding the write secret instead.
+    """
+    url, username, password = _login(index_url, repo, secret, secret_env)
+    text = audit_lines(url, None if since is None else str(since), username, password)
+    if text:
+        print(text)
+
+
+def promote(
+    index_url: str,
+    project: str,
+    version: str,
+    to: str,
+    source: str | None = None,
+    secret: str | None = None,
+    secret_env: str | None = None,
+    to_secret: str | None = None,
+    to_secret_env: str | None = None,
+) -> None:
+    """Copy a release to another repository on the server (same bytes, same hashes).
+
+    Files the target already holds with the same bytes are left alone; one it holds with
+    other bytes stops the promotion before anything is copied.
+
+    Args:
+        index_url: the source index, e.g. http://host:8888/simple/ or http://host:8888/r/REPO/simple/
+        project: the project name.
+        version: the version whose files are copied.
+        to: the target repository's name.
+        source: the source repository's name (also --from); not needed with an /r/REPO/simple/ URL.
+        secret: the source's read or write secret.
+        secret_env: name of an environment variable holding the source's secret instead.
+        to_secret: the target's write secret.
+        to_secret_env: name of an environment variable holding the target's secret instead.
+    """
+    url, username, password = _login(index_url, source, secret, secret_env)
+    target_secret = _secret_of("to_secret", to_secret, to_secret_env)
+    answer = promote_release(
+        url, str(project), str(version), username, password, str(to), target_secret
+    )
+    for name in answer["copied"]:
+        print(f"copied {name}")
+    for name in answer["unchanged"]:
+        print(f"already there: {name}")
+
+
+def list_files(
+    index_url: str,
+    project: str,
+    repo: str | None = None,
+    secret: str | None = None,
+    secret_env: str | None = None,
+) -> None:
+    """Print a project's versions, newest first, each with its files (and yanks).
+
+    Args:
+        index_url: the index, e.g. http://host:8888/simple/ or http://host:8888/r/REPO/simple/
+        project: the project name.
+        repo: the repository name (the username); not needed with an /r/REPO/simple/ URL.
+        secret: the repository's read or write secret.
+        secret_env: name of an environment variable holding the secret instead.
+    """
+    url, username, password = _login(index_url, repo, secret, secret_env)
+    page = fetch_project_page(url, str(project), username, password)
+    if page is None:
+        raise PywharfError(f"{project} is not in this repository")
+    by_version: dict[str, list[str]] = {}
+    for item in page.get("files", []):
+        filename = str(item.get("filename", ""))
+        try:
+            version = str(parse_filename(filename).version)
+        except PywharfError:
+            continue
+        yanked = item.get("yanked", False)
+        note = (
+            ""
+            if yanked is False
+            else f"  (yanked{': ' + yanked if isinstance(yanked, str) and yanked else ''})"
+        )
+        by_version.setdefault(version, []).append(filename + note)
+    status = page.get("project-status", {}).get("status", "active")
+    if status != "active":
+        print(f"{page.get('name', project)}: {status}")
+    for version in reversed(sort_versions(by_version)):
+        print(version)
+        for line in by_version[version]:
+            print(f"  {line}")
+
+
+def exists(
+    index_url: str,
+    requirement: str,
+    repo: str | None = None,
+    secret: str | None = None,
+    secret_env: str | None = None,
+) -> None:
+    """Exit 0 when the index offers PROJECT (or PROJECT==VERSION), 1 when not.
+
+    Args:
+        index_url: the index, e.g. http://host:8888/simple/ or http://host:8888/r/REPO/simple/
+        requirement: PROJECT or PROJECT==VERSION.
+        repo: the repository name (the username); not needed with an /r/REPO/simple/ URL.
+        secret: the repository's read or write secret.
+        secret_env: name of an environment variable holding the secret instead.
+    """
+    project, _, version = str(requirement).partition("==")
+    url, username, password = _login(index_url, repo, secret, secret_env)
+    page = fetch_project_page(url, project.strip(), username, password)
+    files = [str(item.get("filename", "")) for item in (page or {}).get("files", [])]
+    found = bool(files)
+    if found and version.strip():
+        found = any(_file_version(f) == canonicalize_version(version.strip()) for f in files)
+    sys.exit(0 if found else 1)
+
+
+def _file_version(filename: str) -> str | None:
+    try:
+        return canonicalize_version(str(parse_filename(filename).version))
+    except PywharfError:
+        return None
+
+
+def _secret_of(flag: str, value: Any, env: Any) -> str:
+    if (value is None) == (env is None):
+        raise PywharfError(f"give exactly one of --{flag} and --{flag}_env")
+    if env is not None:
+        found = os.environ.get(str(env))
+        if not found:
+            raise PywharfError(f"environment variable {env!r} is not set")
+        return found
+    return str(value)
+
+
+def _login(index_url: Any, repo: Any, secret: Any, secret_env: Any) -> tuple[str, str, str]:
+    """The index URL, username and password of a client command's flags."""
+    url = str(index_url)
+    if repo is None and "/r/" not in url:
+        raise PywharfError("give --repo (the repository name), or use an …/r/<repo>/simple/ URL")
     if (secret is None) == (secret_env is None):
         raise PywharfError("give exactly one of --secret and --secret_env")
     if secret_env is not None:
         value = os.environ.get(str(secret_env))
         if not value:
             raise PywharfError(f"environment variable {secret_env!r} is not set")
-        return value
-    return str(secret)
+        secret = value
+    return url, str(repo or "__token__"), str(secret)
 
 
 def commands() -> dict[str, Callable[..., Any]]:
@@ -270,8 +494,14 @@ def commands() -> dict[str, Callable[..., Any]]:
         "update_index": update_index,
         "yank": yank,
         "refresh": refresh,
-        "unyank": unyank,
         "token": token,
+        "unyank": unyank,
+        "delete": delete,
+        "status": status,
+        "audit": audit,
+        "promote": promote,
+        "list": list_files,
+        "exists": exists,
     }
     for backend_type in available_backend_types():
         spec = load_backend_spec(backend_type)
@@ -388,6 +618,56 @@ def _parameters(func: Callable[..., Any]) -> list[inspect.Parameter]:
     return [p for p in inspect.signature(func).parameters.values() if not p.name.startswith("_")]
 
 
+#: Commands that talk to a running server: they take ``-r NAME`` (``~/.pypirc``).
+CLIENT_COMMANDS = (
+    "yank",
+    "unyank",
+    "refresh",
+    "delete",
+    "status",
+    "audit",
+    "promote",
+    "list",
+    "exists",
+)
+#: Where ``-r`` puts the password from ~/.pypirc: never on a command line, never printed.
+PYPIRC_VARIABLE = "PYWHARF_PYPIRC_PASSWORD"
+
+
+def _with_pypirc(args: Sequence[str], user_flag: str) -> list[str]:
+    """``args`` with ``-r NAME`` (or ``--repository NAME``) replaced by what the section
+    of ~/.pypirc gives: the index URL first, then ``--repo`` and the secret, each unless
+    given already (``user_flag``: the command's flag for the username)."""
+    rest = list(args)
+    for flag in ("-r", "--repository"):
+        if flag in rest:
+            at = rest.index(flag)
+            if at + 1 >= len(rest):
+                raise PywharfError(f"{flag} needs a name from ~/.pypirc")
+            name = rest[at + 1]
+            del rest[at : at + 2]
+            break
+    else:
+        return rest
+    login = read_pypirc(name)
+    given = {a.split("=", 1)[0] for a in rest if a.startswith("--")}
+    extra: list[str] = []
+    if login.username and login.username != "__token__" and user_flag not in given:
+        extra += [user_flag, login.username]
+    if login.password and not given & {"--secret", "--secret_env"}:
+        os.environ[PYPIRC_VARIABLE] = login.password
+        extra += ["--secret_env", PYPIRC_VARIABLE]
+    return [login.index_url, *rest, *extra]
+
+
+#: Flags spelt as a Python keyword, per command: ``--from`` is ``--source``.
+FLAG_ALIASES: dict[str, dict[str, str]] = {"promote": {"--from": "--source"}}
+
+#: Arguments that may also be given by position after the required ones, per command
+#: (``pywharf delete URL PROJECT 1.0`` as well as ``--version 1.0``).
+OPTIONAL_ARGUMENTS: dict[str, tuple[str, ...]] = {"delete": ("version",)}
+
+
 def _positional_names(func: Callable[..., Any]) -> list[str]:
     return [
         p.name
@@ -425,15 +705,17 @@ def _value_text(value: Any) -> str:
 def command_help(command: str, func: Callable[..., Any], args: Sequence[str]) -> str:
     """Help for one command, from its signature and docstring; runs nothing."""
     summary, docs = _argument_docs(func)
+    optional = OPTIONAL_ARGUMENTS.get(command, ())
     positional = _positional_names(func)
+    names = [*(n.upper() for n in positional), *(f"[{n.upper()}]" for n in optional)]
     lines = [
-        f"usage: pywharf {command} {' '.join(n.upper() for n in positional)} [flags]".rstrip(),
+        f"usage: pywharf {command} {' '.join(names)} [flags]".rstrip(),
         "",
         summary,
     ]
     if positional:
         lines += ["", "arguments:"]
-        lines += [f"  {n.upper():<14}{docs.get(n, '')}" for n in positional]
+        lines += [f"  {n.upper():<14}{docs.get(n, '')}" for n in (*positional, *optional)]
     lines += ["", "flags:"]
     for p in _parameters(func):
         if p.name in positional or p.kind is p.VAR_KEYWORD:
@@ -567,10 +849,12 @@ def check_arguments(command: str, func: Callable[..., Any], args: Sequence[str])
             f"'{command}' needs {names}: pywharf {command} "
             f"{' '.join(n.upper() for n in positional)} (see pywharf {command} --help)"
         )
-    extra = len(loose) - len([n for n in positional if n not in given])
+    optional = [n for n in OPTIONAL_ARGUMENTS.get(command, ()) if n not in given]
+    extra = len(loose) - len([n for n in positional if n not in given]) - len(optional)
     if extra > 0:
         raise PywharfError(
-            f"'{command}' takes {len(positional)} argument(s), not {len(loose)}: "
+            f"'{command}' takes {len(positional) + len(optional)} argument(s), not "
+            f"{len(loose)}: "
             f"unexpected {loose[-extra]!r} (a flag needs -- before its name)"
         )
 
@@ -637,5 +921,31 @@ def run_command(args: list[str]) -> None:
     if _wants_help(args[1:]):
         sys.stdout.write(command_help(command, table[command], args[1:]))
         return
+    args = [command, *(FLAG_ALIASES.get(command, {}).get(a, a) for a in args[1:])]
+    if command in CLIENT_COMMANDS:
+        args = [command, *_with_pypirc(args[1:], "--source" if command == "promote" else "--repo")]
     check_arguments(command, table[command], args[1:])
-    fire.Fire(table, command=args, name="pywharf")
+    fire.Fire(table, command=[command, *_positional_as_text(args[1:])], name="pywharf")
+
+
+_NUMBER = re.compile(r"[-+]?[\d._]+([eE][-+]?\d+)?")
+
+
+def _positional_as_text(args: Sequence[str]) -> list[str]:
+    """``args`` with the positional ones that fire would parse as numbers quoted: every
+    positional argument is text (a version "1.10" is not the number 1.1)."""
+    kept: list[str] = []
+    flag_value = False
+    for index, arg in enumerate(args):
+        if arg == "--":
+            return [*kept, *args[index:]]
+        if flag_value:
+            flag_value = False
+        elif arg.startswith("--"):
+            flag_value = (
+                "=" not in arg and index + 1 < len(args) and not args[index + 1].startswith("--")
+            )
+        elif _NUMBER.fullmatch(arg):
+            arg = f'"{arg}"'
+        kept.append(arg)
+    return kept

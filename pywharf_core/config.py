@@ -159,6 +159,9 @@ class RepoPolicy:
     upstream_deny: tuple[str, ...] = ()
     #: CI workflows that may mint short-lived upload tokens (trusted publishing).
     trusted_publishers: tuple[TrustedPublisher, ...] = ()
+    #: Let a deleted file's name be uploaded again with other bytes (PyPI never does:
+    #: lock files and hash-checking installs recorded the name with its hash).
+    allow_filename_reuse: bool = False
 
     def __post_init__(self) -> None:
         if self.max_file_bytes <= 0:

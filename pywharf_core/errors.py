@@ -14,6 +14,8 @@
     │   ├── IndexConflict        the remote index moved since it was read
     │   ├── InsufficientStorage  the storage is full
     │   └── NotSupported         the backend does not offer this optional operation
+    ├── FilenameReused           an upload of a deleted filename with other bytes
+    ├── ProjectStatusRefusal     an upload to an archived or quarantined project
     ├── UploadRejected           the client's upload is wrong
     │   ├── InvalidFilename
     │   ├── InvalidMetadata
@@ -132,6 +134,36 @@ class NotSupported(BackendError):
     def __init__(self, operation: str) -> None:
         super().__init__(f"This repository's storage backend does not support {operation}")
         self.operation = operation
+
+
+class FilenameReused(PywharfError):
+    """An upload under the name of a deleted file, with other bytes than it had.
+
+    Refused unless the repository's ``allow_filename_reuse``: lock files (PEP 751) and
+    hash-checking installs record a filename with its hash. ``deleted_sha256`` is the
+    deleted file's digest.
+    """
+
+    def __init__(self, filename: str, deleted_sha256: str) -> None:
+        super().__init__(
+            f"File name reuse: {filename} was deleted from this repository, and its name "
+            "cannot be used again with other contents (lock files and hash-checking "
+            "installs recorded it with its hash); upload a new version instead"
+        )
+        self.filename = filename
+        self.deleted_sha256 = deleted_sha256
+
+
+class ProjectStatusRefusal(PywharfError):
+    """An upload to a project whose status (PEP 792) takes none: ``status`` is
+    ``archived`` or ``quarantined``, ``reason`` the maintainers' (may be ``None``)."""
+
+    def __init__(self, project: str, status: str, reason: str | None) -> None:
+        why = f" ({reason})" if reason else ""
+        super().__init__(f"Project {project} is {status}{why}: it takes no uploads")
+        self.project = project
+        self.status = status
+        self.reason = reason
 
 
 class UploadRejected(PywharfError):

@@ -12,15 +12,20 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from packaging.version import InvalidVersion, Version
 
 from .files import replace_file
 from .records import FileRecord
+
+if TYPE_CHECKING:
+    from .manage import Deletion
 
 log = logging.getLogger(__name__)
 
@@ -80,35 +85,69 @@ class RepoIndex:
         self._lock = threading.Lock()
         self._remote: tuple[FileRecord, ...] = ()
         self._overlay: dict[str, FileRecord] = self._read_overlay()
+        #: Deleted files (``manage.Deletion`` by filename): their records are never shown.
+        self._deleted: Mapping[str, Deletion] = {}
+        #: When each overlay entry of this process's was added (``time.monotonic()``).
+        self._added: dict[str, float] = {}
         self._snapshot = build_snapshot(self._overlay.values())
 
     @property
     def snapshot(self) -> IndexSnapshot:
         return self._snapshot
 
-    def set_remote(self, records: Iterable[FileRecord]) -> None:
+    def set_remote(
+        self, records: Iterable[FileRecord], *, complete_since: float | None = None
+    ) -> None:
         """Replace the synced part of the index. Overlay entries the remote view now
-        reflects (same bytes, same yanked state) leave the overlay."""
+        reflects (same bytes, same yanked state) leave the overlay. ``complete_since``
+        (a ``time.monotonic()`` stamp) says that the remote view holds every file stored
+        before then (the index plus the whole change log, read after it): overlay entries
+        added before then that it lacks leave too, files deleted or removed by hand."""
         with self._lock:
             self._remote = tuple(records)
             remote = {r.filename: r for r in self._remote}
             reflected = [
                 name
                 for name, mine in self._overlay.items()
-                if (theirs := remote.get(name)) is not None
-                and (theirs.sha256, theirs.yanked) == (mine.sha256, mine.yanked)
+                if (
+                    (theirs := remote.get(name)) is None
+                    and complete_since is not None
+                    and self._added.get(name, 0.0) < complete_since
+                )
+                or (
+                    theirs is not None
+                    and (theirs.sha256, theirs.yanked) == (mine.sha256, mine.yanked)
+                )
             ]
             if reflected:
                 for name in reflected:
                     del self._overlay[name]
+                    self._added.pop(name, None)
                 self._rewrite_overlay()
             self._rebuild()
+
+    def set_deleted(self, deleted: Mapping[str, Deletion]) -> None:
+        """Hide the records of deleted files (``manage.Deletion.hides``) from now on, and
+        drop them from the overlay."""
+        with self._lock:
+            self._deleted = dict(deleted)
+            hidden = [n for n, r in self._overlay.items() if self._is_deleted(r)]
+            if hidden:
+                for name in hidden:
+                    del self._overlay[name]
+                self._rewrite_overlay()
+            self._rebuild()
+
+    def _is_deleted(self, record: FileRecord) -> bool:
+        deletion = self._deleted.get(record.filename)
+        return deletion is not None and deletion.hides(record)
 
     def add(self, record: FileRecord) -> None:
         """Record an accepted upload: persist it to the overlay, then make it visible."""
         with self._lock:
             self._append_overlay(record)
             self._overlay[record.filename] = record
+            self._added[record.filename] = time.monotonic()
             old = self._snapshot
             files = {r.filename: r for r in old.projects.get(record.project, ())}
             files[record.filename] = record
@@ -120,9 +159,10 @@ class RepoIndex:
             self._snapshot = IndexSnapshot(MappingProxyType(projects))
 
     def _rebuild(self) -> None:
-        self._snapshot = build_snapshot(
-            [*self._remote, *self._overlay.values()], previous=self._snapshot
-        )
+        records = [*self._remote, *self._overlay.values()]
+        if self._deleted:
+            records = [r for r in records if not self._is_deleted(r)]
+        self._snapshot = build_snapshot(records, previous=self._snapshot)
 
     def _read_overlay(self) -> dict[str, FileRecord]:
         records: dict[str, FileRecord] = {}

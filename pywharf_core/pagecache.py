@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 
@@ -25,15 +25,22 @@ class RenderedPage:
 class PageCache:
     def __init__(self, max_entries: int = 10_000) -> None:
         self._max_entries = max_entries
-        self._entries: OrderedDict[tuple[str | None, str], tuple[object, RenderedPage]] = (
-            OrderedDict()
-        )
+        self._entries: OrderedDict[
+            tuple[str | None, str, Hashable], tuple[object, RenderedPage]
+        ] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(
-        self, project: str | None, media_type: str, source: object, render: Callable[[], bytes]
+        self,
+        project: str | None,
+        media_type: str,
+        source: object,
+        render: Callable[[], bytes],
+        variant: Hashable = None,
     ) -> RenderedPage:
-        key = (project, media_type)
+        """The cached page, or ``render()``'s. ``variant``: what else the page shows
+        (a project's status): another value is another entry."""
+        key = (project, media_type, variant)
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None and entry[0] is source:

@@ -16,10 +16,12 @@ from .errors import FileMissing, PywharfError
 from .files import replace_file
 from .index import RepoIndex
 from .indexfile import load_index
+from .manage import DELETED, Deletion, parse_deletions
 from .memory import release_free_memory
 from .pagecache import PageCache
 from .records import FileRecord
 from .state import StateStore
+from .status import ACTIVE, STATUS, ProjectStatus, parse_statuses
 from .tokens import TokenStore
 from .upstream import Upstream
 
@@ -71,6 +73,11 @@ class Repository:
         self._remote_loaded = False
         self._changes: dict[str, FileRecord] = {}
         self._changes_cursor: str | None = None
+        self._has_change_log = type(backend).changes_since is not Backend.changes_since
+        self._deleted_version: str | None = None
+        self._status_version: str | None = None
+        #: Project statuses (PEP 792) by project; an active project has no entry.
+        self.statuses: Mapping[str, ProjectStatus] = {}
         #: The last remote index parsed, as JSON keyed by its version: a restart loads it
         #: in a tenth of the time TOML takes (20,000 files: 0.09 s against 1 s).
         self._index_cache = index_cache
@@ -98,6 +105,8 @@ class Repository:
         whether the index changed. Raises what the backend raises."""
         with self._sync_lock:
             changed = reloaded = False
+            started = time.monotonic()
+            self._sync_deletions()
             version = self.backend.index_version()
             if not self._remote_loaded or version != self._remote_version:
                 records, self._remote_version = self._remote_records(version)
@@ -110,12 +119,48 @@ class Repository:
             for record in news:
                 self._changes[record.filename] = record
                 changed = True
+            # After a reload, a backend with a change log has told of every stored file,
+            # unless update_index wrote a new index (and shortened the log) meanwhile.
+            complete = (
+                reloaded
+                and self._has_change_log
+                and self.backend.index_version() == self._remote_version
+            )
             if changed:
-                self.index.set_remote([*self._remote.values(), *self._changes.values()])
+                self.index.set_remote(
+                    [*self._remote.values(), *self._changes.values()],
+                    complete_since=started if complete else None,
+                )
             self.synced_at = time.time()
         if reloaded:
             release_free_memory()  # the parse's peak, held otherwise for the process's life
         return changed
+
+    def _sync_deletions(self) -> None:
+        """Read the shared documents of deleted files and project statuses again when
+        they changed."""
+        current = self.state.read(DELETED)
+        version = None if current is None else current[1]
+        if version != self._deleted_version:
+            self.index.set_deleted(parse_deletions(None if current is None else current[0]))
+            self._deleted_version = version
+        current = self.state.read(STATUS)
+        version = None if current is None else current[1]
+        if version != self._status_version:
+            self.statuses = parse_statuses(None if current is None else current[0])
+            self._status_version = version
+
+    def status_of(self, project: str) -> ProjectStatus:
+        """The project's status (PEP 792) as this server last read it."""
+        return self.statuses.get(project, ACTIVE)
+
+    def apply_statuses(self, statuses: Mapping[str, ProjectStatus]) -> None:
+        """Serve these statuses at once on this server (``status.set_status``)."""
+        self.statuses = dict(statuses)
+
+    def apply_deletions(self, deletions: Mapping[str, Deletion]) -> None:
+        """Hide the deleted files at once on this server (``manage.delete_file``)."""
+        self.index.set_deleted(deletions)
 
     def _remote_records(self, version: str | None) -> tuple[tuple[FileRecord, ...], str | None]:
         """The remote index's records and version: from the local cache when it holds

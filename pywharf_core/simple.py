@@ -18,9 +18,12 @@ from packaging.version import InvalidVersion, Version
 from .index import IndexSnapshot
 from .negotiation import JSON_V1
 from .records import FileRecord
+from .status import ACTIVE, ProjectStatus
 
-#: PEP 629 version: 1.0 (PEP 691) + 1.1 (PEP 700: versions, size, upload-time).
-API_VERSION = "1.1"
+#: PEP 629 version: 1.0 (PEP 691) + 1.1 (PEP 700: versions, size, upload-time) + 1.4
+#: (PEP 792: project-status). 1.2 (PEP 708 tracks/alternate-locations) and 1.3 (PEP 740
+#: provenance) are optional keys that this index does not serve.
+API_VERSION = "1.4"
 
 
 def project_list_data(snapshot: IndexSnapshot) -> dict[str, Any]:
@@ -30,12 +33,17 @@ def project_list_data(snapshot: IndexSnapshot) -> dict[str, Any]:
     }
 
 
-def project_page_data(project: str, records: tuple[FileRecord, ...]) -> dict[str, Any]:
+def project_page_data(
+    project: str, records: tuple[FileRecord, ...], status: ProjectStatus = ACTIVE
+) -> dict[str, Any]:
+    """A project's page; a quarantined project's lists no versions and no files."""
+    shown = () if status.hides_files else records
     return {
         "meta": {"api-version": API_VERSION},
         "name": project,
-        "versions": _versions(records),
-        "files": [file_data(record) for record in records],
+        "project-status": status.data(),
+        "versions": _versions(shown),
+        "files": [file_data(record) for record in shown],
     }
 
 
@@ -99,10 +107,16 @@ def _project_list_html(data: dict[str, Any]) -> str:
 
 def _project_page_html(data: dict[str, Any]) -> str:
     title = f"Links for {escape(data['name'])}"
-    parts = [
-        _HEAD.format(version=data["meta"]["api-version"], title=title),
-        f"<h1>{title}</h1>\n",
-    ]
+    head = _HEAD.format(version=data["meta"]["api-version"], title=title)
+    status = data.get("project-status")
+    if status:  # PEP 792's meta tags, beside the repository version
+        tags = f'<meta name="pypi:project-status" content="{escape(status["status"])}">\n'
+        if status.get("reason"):
+            tags += (
+                f'<meta name="pypi:project-status-reason" content="{escape(status["reason"])}">\n'
+            )
+        head = head.replace("<title>", tags + "<title>", 1)
+    parts = [head, f"<h1>{title}</h1>\n"]
     for item in data["files"]:
         hashes = item.get("hashes") or {}
         best = (

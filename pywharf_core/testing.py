@@ -221,6 +221,30 @@ class BackendConformance:
         assert listed(backend, stored.filename).yanked is None
         assert indexed(backend)[stored.filename].yanked is None
 
+    def test_delete_removes_the_file_its_sidecars_and_its_yank(self, backend: Backend) -> None:
+        stored, data = put(backend, "conf-delete", "1.0")
+        kept, kept_data = put(backend, "conf-delete", "2.0")
+        try:
+            backend.set_yanked(stored, "bad")
+        except NotSupported:
+            pass
+        try:
+            backend.delete_file(stored)
+        except NotSupported:
+            pytest.skip("this backend does not support deleting (delete_file)")
+        assert stored.filename not in {e.filename for e in backend.list_files()}
+        assert stored.filename not in indexed(backend)
+        for metadata in (False, True):
+            with pytest.raises(FileMissing):
+                read_opened(backend.open_file(stored, metadata=metadata))
+        with pytest.raises(FileMissing):
+            backend.delete_file(stored)
+        assert read_opened(backend.open_file(kept)) == kept_data
+        # The name is free again: stored afresh, with no yank record inherited.
+        again, _ = put(backend, "conf-delete", "1.0")
+        assert read_opened(backend.open_file(again)) == data
+        assert listed(backend, again.filename).yanked is None
+
     def test_changes_since_reports_each_change_once(self, backend: Backend) -> None:
         changes, cursor = backend.changes_since(None)
         assert changes == []

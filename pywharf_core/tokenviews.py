@@ -19,12 +19,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from . import audit
 from .backend import Access
 from .blocking import run_blocking
 from .errors import BadRequest, PublishingRefused
 from .oidc import Minted, TrustedPublishing
 from .tokens import check_request, public_view
-from .views import authorize, refuse_cross_site
+from .views import actor, authorize, refuse_cross_site
 
 #: A token request or a mint request is a few hundred bytes.
 MAX_JSON_BYTES = 64 * 1024
@@ -42,6 +43,9 @@ async def tokens(request: Request) -> Response:
     )
     new = await run_blocking(repo.tokens.create, permission, projects, expires_in, description)
     body = {"token": new.token, **public_view(new.record)}
+    await run_blocking(
+        audit.append, repo, "token_created", actor(request), None, None, None, str(body["id"])
+    )
     del body["last_used"]
     return JSONResponse(body, status_code=201, headers={"Cache-Control": "no-store"})
 
@@ -49,7 +53,11 @@ async def tokens(request: Request) -> Response:
 async def revoke_token(request: Request) -> Response:
     refuse_cross_site(request)
     repo = await authorize(request, Access.WRITE)
-    await run_blocking(repo.tokens.revoke, request.path_params["token_id"])
+    token_id = request.path_params["token_id"]
+    await run_blocking(repo.tokens.revoke, token_id)
+    await run_blocking(
+        audit.append, repo, "token_revoked", actor(request), None, None, None, token_id
+    )
     return Response(status_code=204)
 
 

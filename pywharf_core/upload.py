@@ -32,7 +32,7 @@ from typing import IO
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from . import dists
+from . import dists, manage, status
 from .backend import StagedFile, StoredFile
 from .blocking import run_blocking
 from .errors import (
@@ -176,11 +176,14 @@ def _validate_describe_store(
         raise UploadRejected("The uploaded file is empty")
     _verify_digests(upload)
 
+    status.check_uploads_allowed(repo, dist.project)
     known = repo.index.snapshot.find(dist.project, dist.filename)
     if known is not None:
         if known.sha256 != upload.staged.sha256:
             raise FileExists(dist.filename, known.sha256)
         return UploadOutcome(UploadResult.IDENTICAL, known)
+    if not repo.policy.allow_filename_reuse:
+        manage.check_filename_reuse(repo, dist.filename, upload.staged.sha256)
 
     # -- describe
     record, metadata = dists.describe(

@@ -8,30 +8,43 @@ name) and ``/r/<repo>/simple/`` (username free, the password decides)::
     GET  /<project>/<filename>.metadata   its core metadata (PEP 658)
     POST /<project>/<filename>/yank   PEP 592 (form field ``reason``, optional)
     POST /<project>/<filename>/unyank
+    DELETE /<project>/<filename>      delete the file (write secret; 204)
+    POST /<project>/status            PEP 792 status (form fields ``status``, ``reason``)
+    POST /<project>/<version>/promote copy a release to another repository (``to``,
+                                      ``to_secret``)
+
+and beside them, ``GET /audit/`` and ``GET /r/<repo>/audit/``: the audit log (JSON lines).
     POST /<project>/refresh           drop the cached upstream page (upstream_url)
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from functools import partial
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
+import anyio
 from starlette.concurrency import iterate_in_threadpool
 from starlette.requests import Request
 from starlette.responses import (
     FileResponse,
+    JSONResponse,
     PlainTextResponse,
     RedirectResponse,
     Response,
     StreamingResponse,
 )
+from starlette.types import Receive, Scope, Send
 
-from . import web
+from . import audit, manage, status, web
 from .auth import parse_basic_auth
-from .backend import Access, FileStream, LocalFile, OpenedFile, RedirectTo
+from .backend import Access, FileStream, LocalFile, OpenedFile, RedirectTo, compare_secrets
 from .blocking import run_blocking
 from .dists import normalize
 from .errors import (
@@ -45,13 +58,14 @@ from .errors import (
 )
 from .negotiation import content_type_header, negotiate
 from .pagecache import RenderedPage, etag_matches
+from .promote import promote as promote_release
 from .records import FileRecord
 from .repository import Repositories, Repository
 from .sessions import is_browser
 from .simple import API_VERSION, project_list_data, project_page_data, render
 from .throttle import FailureThrottle
 from .tokens import TokenGrant, looks_like_token
-from .upload import accept_upload
+from .upload import UploadResult, accept_upload
 from .upstream import UPSTREAM_STATE_HEADER, Upstream, upstream_sha256
 
 PAGE_CACHE_CONTROL = "max-age=0, must-revalidate, private"
@@ -96,6 +110,7 @@ async def authorize(
                 if session.access < need:
                     raise NotPermitted(f"This session may only read repository {repo.name!r}")
                 request.state.session = session
+                request.state.credential = "session"
                 return repo
         if is_browser(request):
             raise LoginRequired()
@@ -131,6 +146,7 @@ async def authorize(
         raise AuthRequired(realm)
     if grant is not None:
         request.state.token = grant
+        request.state.credential = f"token:{grant.id}"
         if need is Access.WRITE and not (token_may_upload and grant.access is Access.WRITE):
             what = "upload" if grant.access is Access.WRITE else "read"
             raise NotPermitted(
@@ -139,7 +155,17 @@ async def authorize(
             )
     if access < need:
         raise NotPermitted(f"This secret may only read repository {repo.name!r}, not change it")
+    if grant is None:
+        request.state.credential = "write_secret" if access is Access.WRITE else "read_secret"
     return repo
+
+
+def actor(request: Request) -> audit.Actor:
+    """Who makes this (authorized) request, for the audit log: the kind of credential
+    ``authorize`` accepted, never the secret, and the client's address (trusted
+    proxies' ``X-Forwarded-For`` applied)."""
+    kind = getattr(request.state, "credential", "unknown")
+    return audit.Actor(kind, request.client.host if request.client else None)
 
 
 # -- pages ---------------------------------------------------------------------------------
@@ -184,11 +210,13 @@ async def project_page(request: Request) -> Response:
         raise NotFound(f"Project {project!r} is not in this repository")
     if _browser_session(request):
         return await web.project_page(request, repo, project, request.state.session.access)
+    status = repo.status_of(project)
     page = repo.pages.get(
         project,
         media_type,
         records,
-        lambda: render(project_page_data(project, records), media_type),
+        lambda: render(project_page_data(project, records, status), media_type),
+        variant=status,
     )
     return _page_response(request, page, media_type)
 
@@ -265,6 +293,8 @@ async def download(request: Request) -> Response:
     if project != asked:
         return canonical_redirect(request, 2, f"{project}/{filename}")
     snapshot = repo.index.snapshot
+    if repo.status_of(project).hides_files:  # quarantined (PEP 792): nothing is offered
+        raise NotFound(f"Project {project!r} is quarantined: its files are not served")
     # Only names in the index are served: a URL never becomes a storage path.
     record = snapshot.find(project, filename)
     if record is not None:
@@ -321,12 +351,18 @@ def _answer(
     file is read here too (FileResponse would hop to open, read and close it)."""
     opened = opener()
     if isinstance(opened, LocalFile):
-        stat = opened.path.stat()
-        if whole_get and stat.st_size <= SMALL_FILE:
-            return Response(opened.path.read_bytes(), headers=headers, media_type=media_type)
+        try:
+            stat = opened.path.stat()
+            if whole_get and stat.st_size <= SMALL_FILE:
+                return Response(opened.path.read_bytes(), headers=headers, media_type=media_type)
+            # Opened now: a file deleted from here on is still read whole (its inode
+            # lives while open), rather than failing after the status is sent.
+            handle = opened.path.open("rb")
+        except FileNotFoundError:  # deleted since the index was read
+            raise FileMissing(opened.path.name) from None
         # Where the server offers http.response.pathsend (pywharf's waitress adapter),
         # FileResponse hands the whole file over to it instead of reading it in chunks.
-        return _FileResponse(opened.path, media_type=media_type, headers=headers, stat_result=stat)
+        return _FileResponse(handle, opened.path, media_type=media_type, headers=headers)
     if isinstance(opened, RedirectTo):
         return RedirectResponse(opened.url, status_code=302)
     if head:  # a stream is not read only to be thrown away
@@ -338,10 +374,25 @@ def _answer(
 
 
 class _FileResponse(FileResponse):
-    """Larger reads where the server has no pathsend (uvicorn): each chunk is a worker-
-    thread hop and a trip round the event loop."""
+    """A file response read from a file already open. Larger reads where the server has
+    no pathsend (uvicorn): each chunk is a worker-thread hop and a trip round the event
+    loop."""
 
     chunk_size = 1024 * 1024
+
+    def __init__(self, handle: BinaryIO, path: Path, **kwargs: Any) -> None:
+        super().__init__(path, stat_result=os.fstat(handle.fileno()), **kwargs)
+        self._handle = handle
+
+    @asynccontextmanager
+    async def _open_file(self) -> AsyncIterator[anyio.AsyncFile[bytes]]:
+        yield anyio.wrap_file(self._handle)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._handle.close()
 
 
 def _stream(opened: FileStream, media_type: str, headers: dict[str, str]) -> Response:
@@ -383,6 +434,12 @@ async def upload(request: Request) -> Response:
         allowed_projects=grant.projects if grant is not None else None,
     )
     request.app.state.metrics.uploaded(repo.name, outcome.record.size, outcome.result)
+    if outcome.result is UploadResult.STORED:  # an identical re-upload changes nothing
+        record = outcome.record
+        await run_blocking(
+            audit.append, repo, "upload", actor(request), record.project, record.filename,
+            record.sha256,
+        )  # fmt: skip
     return PlainTextResponse(outcome.message + "\n")
 
 
@@ -408,8 +465,121 @@ async def _set_yanked(request: Request, *, yanked: bool) -> Response:
         record: FileRecord = await run_blocking(repo.yank, project, filename, reason)
     except FileMissing:
         raise NotFound(f"File {filename!r} is not in this repository") from None
+    await run_blocking(
+        audit.append, repo, "yank" if yanked else "unyank", actor(request), project, filename,
+        record.sha256, reason,
+    )  # fmt: skip
     state = f"yanked ({record.yanked or 'no reason given'})" if yanked else "no longer yanked"
     return PlainTextResponse(f"OK: {filename} is {state}\n")
+
+
+async def delete_file(request: Request) -> Response:
+    """``DELETE /<project>/<filename>`` (write secret): the file leaves the storage and
+    every page; 204, or 404 when the project lists no such file."""
+    refuse_cross_site(request)
+    repo = await authorize(request, Access.WRITE)
+    project = normalize(request.path_params["project"])
+    filename = request.path_params["filename"]
+    try:
+        record = await run_blocking(manage.delete_file, repo, project, filename)
+    except FileMissing:
+        raise NotFound(f"File {filename!r} is not in project {project!r}") from None
+    await run_blocking(
+        audit.append, repo, "delete", actor(request), project, filename, record.sha256
+    )
+    return Response(status_code=204)
+
+
+#: A status form is two short fields; a reason is at most status.MAX_REASON characters.
+MAX_STATUS_FORM_BYTES = 16 * 1024
+
+
+async def set_status(request: Request) -> Response:
+    """``POST /<project>/status`` (write secret), form fields ``status`` (PEP 792: active,
+    archived, quarantined, deprecated) and ``reason`` (optional)."""
+    refuse_cross_site(request)
+    repo = await authorize(request, Access.WRITE)
+    project = normalize(request.path_params["project"])
+    async with request.form(
+        max_files=0, max_fields=10, max_part_size=MAX_STATUS_FORM_BYTES
+    ) as form:
+        value, reason = form.get("status", ""), form.get("reason", "")
+    if not isinstance(value, str) or not isinstance(reason, str):
+        raise BadRequest("The form fields 'status' and 'reason' must be text")
+    wanted = status.checked_status(value.strip(), reason)
+    await run_blocking(status.set_status, repo, project, wanted)
+    detail = wanted.status + (f": {wanted.reason}" if wanted.reason else "")
+    await run_blocking(audit.append, repo, "status", actor(request), project, None, None, detail)
+    why = f" ({wanted.reason})" if wanted.reason else ""
+    return PlainTextResponse(f"OK: {project} is {wanted.status}{why}\n")
+
+
+#: The promote form: two short fields.
+MAX_PROMOTE_FORM_BYTES = 8 * 1024
+
+
+async def promote(request: Request) -> Response:
+    """``POST /<project>/<version>/promote`` (the source's read or write secret), form
+    fields ``to`` (the target repository) and ``to_secret`` (its write secret): copy the
+    release there. ``200`` with JSON naming the files copied and those already there."""
+    refuse_cross_site(request)
+    source = await authorize(request, Access.READ)
+    project = normalize(request.path_params["project"])
+    version = request.path_params["version"]
+    async with request.form(
+        max_files=0, max_fields=10, max_part_size=MAX_PROMOTE_FORM_BYTES
+    ) as form:
+        to, to_secret = form.get("to", ""), form.get("to_secret", "")
+    if not isinstance(to, str) or not isinstance(to_secret, str) or not to:
+        raise BadRequest("Promote needs the form fields 'to' and 'to_secret'")
+    target = await _authorize_target(request, to, to_secret)
+    if target is source:
+        raise BadRequest("The target repository is the source repository")
+    done = await run_blocking(promote_release, source, target, project, version)
+    who = actor(request)
+    for record in done.copied:
+        await run_blocking(
+            audit.append, source, "promote_out", who, project, record.filename, record.sha256,
+            f"to {target.name}",
+        )  # fmt: skip
+        await run_blocking(
+            audit.append, target, "promote_in", audit.Actor("promote", who.address), project,
+            record.filename, record.sha256, f"from {source.name}",
+        )  # fmt: skip
+    body = {
+        "project": project,
+        "version": version,
+        "copied": [r.filename for r in done.copied],
+        "unchanged": [r.filename for r in done.unchanged],
+    }
+    return JSONResponse(body)
+
+
+async def _authorize_target(request: Request, name: str, secret: str) -> Repository:
+    """The promotion's target when ``secret`` may write to it. An unknown repository and
+    a wrong secret get the same answer, after the same work: neither tells whether the
+    repository exists."""
+    repositories: Repositories = request.app.state.repositories
+    target = repositories.get(name)
+    throttle: FailureThrottle = request.app.state.auth_throttle
+    client = request.client.host if request.client else None
+    access = target.cached_access(secret) if target is not None else None
+    if access is None:
+        throttle.check(client)
+        if target is not None:
+            access = await run_blocking(target.access, secret)
+        else:
+            compare_secrets(secret, None, UNKNOWN_TARGET_SECRET)
+            access = Access.NONE
+        if access is Access.NONE:
+            throttle.failed(client)
+    if target is None or access is not Access.WRITE:
+        raise NotPermitted("The target repository does not exist or 'to_secret' cannot write to it")
+    return target
+
+
+#: Compared against for an unknown target, so that it costs what a known one does.
+UNKNOWN_TARGET_SECRET = "x" * 64
 
 
 async def refresh_upstream(request: Request) -> Response:
@@ -467,7 +637,26 @@ async def initialize(request: Request) -> Response:
     except InitializeRefused:
         throttle.failed(peer)
         raise
+    repositories: Repositories = request.app.state.repositories
+    for name in names:
+        repo = repositories.get(name)
+        if repo is not None:
+            await run_blocking(audit.append, repo, "initialize", audit.Actor("initialize", peer))
     return PlainTextResponse(f"OK: now serving {', '.join(names)}\n")
+
+
+async def audit_log(request: Request) -> Response:
+    """``GET /audit/?since=…`` (write secret): the repository's audit records as JSON
+    lines, oldest first; ``since`` an ISO 8601 date or time, or epoch seconds (default:
+    the last week)."""
+    repo = await authorize(request, Access.WRITE)
+    since = audit.parse_since(request.query_params.get("since"), time.time())
+    lines = await run_blocking(lambda: b"".join(audit.read_since(repo, since)))
+    return Response(
+        lines,
+        media_type="application/jsonl",
+        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+    )
 
 
 def refuse_cross_site(request: Request) -> None:

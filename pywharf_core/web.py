@@ -13,6 +13,7 @@ import email.parser
 import threading
 import urllib.request
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -22,12 +23,16 @@ from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from . import audit
+from . import manage as manage_files
 from .backend import Access, FileStream, LocalFile, OpenedFile
 from .blocking import run_blocking
-from .errors import BackendError
+from .dists import normalize
+from .errors import BackendError, BadRequest, FileMissing, NotFound, NotPermitted
 from .records import FileRecord
 from .repository import Repositories, Repository
 from .sessions import SessionSigner
+from .status import STATUSES, checked_status, set_status
 from .throttle import FailureThrottle
 
 TEMPLATES = Environment(
@@ -167,6 +172,11 @@ async def logout(request: Request) -> Response:
     return response
 
 
+def not_found_page(request: Request, message: str) -> Response:
+    """The 404 page for people: the message, and the way home."""
+    return _page("not_found.html", 404, title="Not found", message=message, home=home_url(request))
+
+
 async def root(request: Request) -> Response:
     return RedirectResponse(home_url(request), status_code=303)
 
@@ -198,7 +208,8 @@ def repository_home(request: Request, repo: Repository, access: Access) -> Respo
 async def project_page(
     request: Request, repo: Repository, project: str, access: Access
 ) -> Response:
-    records = repo.index.snapshot.files_of(project) or ()
+    status = repo.status_of(project)
+    records = () if status.hides_files else repo.index.snapshot.files_of(project) or ()
     versions: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
     for record in reversed(records):  # newest first
         versions.setdefault(record.version, []).append(
@@ -213,29 +224,99 @@ async def project_page(
             }
         )
     latest = _latest_with_metadata(records)
-    summary, description = None, None
+    described = Described()
     if latest is not None:
-        summary, description = await run_blocking(_description, repo, latest)
+        described = await run_blocking(_description, repo, latest)
     index_url = str(request.base_url) + (
         f"r/{quote(repo.name)}/simple/" if request.path_params.get("repo") else "simple/"
     )
     host_part = index_url.split("://", 1)
     auth_url = f"{host_part[0]}://{quote(repo.name)}:READ_SECRET@{host_part[1]}"
-    return _page(
+    nonce, csrf = _signer(request).csrf_token(request)
+    response = _page(
         "project.html",
         title=project,
+        csrf=csrf,
+        manage_url=site_url(request, f"manage/{quote(project)}/"),
+        statuses=STATUSES,
         repo=repo.name,
         project=project,
         versions=versions,
-        summary=summary,
-        description=description,
+        summary=described.summary,
+        description=described.description,
+        requires_dist=described.requires_dist,
+        project_urls=described.project_urls,
         index_url=index_url,
         auth_url=auth_url,
         home=home_url(request),
         access=access.name.lower(),
         logout=site_url(request, "logout/"),
         latest_version=records[-1].version if records else "",
+        project_status=status,
     )
+    _signer(request).set_csrf_cookie(response, request, nonce)
+    return response
+
+
+async def manage(request: Request) -> Response:
+    """``POST /manage/<project>/`` from the project page's forms (a write session and the
+    page's CSRF token): ``action`` yank, unyank, delete (first answered by a confirmation
+    page; done with ``confirm=yes``) or status. Then back to the project page."""
+    signer = _signer(request)
+    session = signer.read(request)
+    if session is None or session.access < Access.WRITE:
+        raise NotPermitted("Log in with the write secret to change a repository")
+    repositories: Repositories = request.app.state.repositories
+    repo = repositories.get(session.repo)
+    if repo is None:
+        raise NotPermitted("Log in with the write secret to change a repository")
+    async with request.form(max_files=0, max_fields=10, max_part_size=16 * 1024) as form:
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    if not signer.csrf_valid(request, fields.get("csrf", "")):
+        raise BadRequest("The form expired; reload the page and try again")
+    project = normalize(request.path_params["project"])
+    action, filename = fields.get("action", ""), fields.get("filename", "")
+    who = audit.Actor("session", request.client.host if request.client else None)
+    back = site_url(request, f"simple/{quote(project)}/")
+    if action in ("yank", "unyank"):
+        reason = fields.get("reason", "") if action == "yank" else None
+        try:
+            record = await run_blocking(repo.yank, project, filename, reason)
+        except FileMissing:
+            raise NotFound(f"File {filename!r} is not in project {project!r}") from None
+        await run_blocking(
+            audit.append, repo, action, who, project, filename, record.sha256, reason
+        )
+    elif action == "delete":
+        if repo.index.snapshot.find(project, filename) is None:
+            raise NotFound(f"File {filename!r} is not in project {project!r}")
+        if fields.get("confirm") != "yes":
+            return _page(
+                "confirm_delete.html",
+                title=f"Delete {filename}?",
+                project=project,
+                filename=filename,
+                csrf=fields["csrf"],
+                manage_url=site_url(request, f"manage/{quote(project)}/"),
+                back=back,
+                home=home_url(request),
+                logout=site_url(request, "logout/"),
+            )
+        try:
+            record = await run_blocking(manage_files.delete_file, repo, project, filename)
+        except FileMissing:
+            raise NotFound(f"File {filename!r} is not in project {project!r}") from None
+        await run_blocking(audit.append, repo, "delete", who, project, filename, record.sha256)
+        if repo.index.snapshot.files_of(project) is None:  # its last file: no page left
+            back = home_url(request)
+    elif action == "status":
+        wanted = checked_status(fields.get("status", "").strip(), fields.get("reason"))
+        await run_blocking(set_status, repo, project, wanted)
+        detail = wanted.status + (f": {wanted.reason}" if wanted.reason else "")
+        await run_blocking(audit.append, repo, "status", who, project, None, None, detail)
+    else:
+        raise BadRequest("Unknown action: one of yank, unyank, delete, status")
+    return RedirectResponse(back, status_code=303)
 
 
 def _latest_with_metadata(records: tuple[FileRecord, ...]) -> FileRecord | None:
@@ -243,12 +324,24 @@ def _latest_with_metadata(records: tuple[FileRecord, ...]) -> FileRecord | None:
     return with_metadata[-1] if with_metadata else None
 
 
-_DESCRIPTIONS: OrderedDict[str, tuple[str | None, Markup | None]] = OrderedDict()
+@dataclass(frozen=True)
+class Described:
+    """What a project page shows from the latest file's core metadata."""
+
+    summary: str | None = None
+    description: Markup | None = None
+    requires_dist: tuple[str, ...] = ()
+    #: (label, URL) from Project-URL and Home-page; http(s) URLs only.
+    project_urls: tuple[tuple[str, str], ...] = ()
+
+
+_DESCRIPTIONS: OrderedDict[str, Described] = OrderedDict()
 _DESCRIPTIONS_LOCK = threading.Lock()
 
 
-def _description(repo: Repository, record: FileRecord) -> tuple[str | None, Markup | None]:
-    """(summary, sanitised HTML) from the file's stored core metadata; cached by hash."""
+def _description(repo: Repository, record: FileRecord) -> Described:
+    """Summary, sanitised description, dependencies and links from the file's stored
+    core metadata; cached by its hash."""
     key = record.core_metadata_sha256 or ""
     with _DESCRIPTIONS_LOCK:  # worker threads share the cache
         if key in _DESCRIPTIONS:
@@ -256,13 +349,22 @@ def _description(repo: Repository, record: FileRecord) -> tuple[str | None, Mark
     try:
         raw = _read_small(repo.backend.open_file(record, metadata=True))
     except BackendError:
-        return None, None
+        return Described()
     message = email.parser.BytesParser().parsebytes(raw)
     summary = message.get("Summary")
     body = message.get_payload()
     text = body if isinstance(body, str) and body.strip() else message.get("Description", "")
     kind = (message.get("Description-Content-Type") or "text/x-rst").split(";")[0].strip()
-    result = (summary, _render_description(str(text), kind) if str(text).strip() else None)
+    links = [("Homepage", str(message["Home-page"]))] if message.get("Home-page") else []
+    for entry in message.get_all("Project-URL") or ():
+        label, _, url = str(entry).partition(",")
+        links.append((label.strip() or "Link", url.strip()))
+    result = Described(
+        summary,
+        _render_description(str(text), kind) if str(text).strip() else None,
+        tuple(str(r) for r in message.get_all("Requires-Dist") or ()),
+        tuple((k, u) for k, u in links if urlsplit(u).scheme in ("http", "https")),
+    )
     with _DESCRIPTIONS_LOCK:
         _DESCRIPTIONS[key] = result
         while len(_DESCRIPTIONS) > 1000:

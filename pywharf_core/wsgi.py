@@ -178,7 +178,13 @@ class _Exchange:
                 self._finish()
                 if self.head:
                     return []
-                handle = open(path, "rb")
+                try:
+                    handle = open(path, "rb")
+                except FileNotFoundError:
+                    # Deleted between the app's answer and here: a body cut short,
+                    # which clients see and retry, rather than a traceback.
+                    log.warning("%s was deleted while being served", path)
+                    return []
                 wrapper = self.environ.get("wsgi.file_wrapper")
                 if wrapper is not None:
                     return wrapper(handle, FILE_BLOCK)  # type: ignore[no-any-return]

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from githubstub import GitHubStandIn
 from pywharf_backends.github import GitHubBackend, GitHubConfig
 from wharftest import clients
@@ -390,3 +391,26 @@ def test_an_unchanged_index_costs_a_304_and_is_downloaded_once(team: Team) -> No
     assert gets[-3:] == [200, 304, 304]
     backend.write_index(b"format_version = 1\nmtime = 2\n", written)
     assert backend.read_index()[0].endswith(b"mtime = 2\n")  # a new ETag: read afresh
+
+
+def test_delete_removes_the_assets_and_the_empty_release(
+    team: Team, start_server, tmp_path: Path, client_env: dict[str, str], dists
+) -> None:
+    server = start(team, start_server, tmp_path)
+    writer, reader = ("gh", team.writer), ("gh", team.reader)
+    clients.twine_upload(
+        server.url + "simple/", *writer, dists.base_wheel.path, dists.base_sdist.path,
+        env=client_env,
+    )  # fmt: skip
+    url = f"{server.url}simple/foo-bar-baz/{dists.base_wheel.filename}"
+    assert requests.delete(url, auth=reader, timeout=10).status_code == 403
+    assert requests.delete(url, auth=writer, timeout=10).status_code == 204
+    tags = {r.tag_name for r in team.state.releases.values()}
+    assert tags == {dists.base_sdist.filename}
+    assert (
+        get(server, f"simple/foo-bar-baz/{dists.base_wheel.filename}", auth=reader).status_code
+        == 404
+    )
+    assert update_index(team).startswith("update_index gh: 1 files, 1 projects")
+    page = get(server, "simple/foo-bar-baz/", auth=reader).text
+    assert dists.base_wheel.filename not in page and dists.base_sdist.filename in page

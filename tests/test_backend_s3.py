@@ -27,6 +27,7 @@ from pywharf_core.testing import BackendConformance
 
 READ = ("cloud", "cloud-read")
 WRITE = ("cloud", "cloud-write")
+JSON = "application/vnd.pypi.simple.v1+json"
 KEYS = "testing-key-id:testing-secret-key"
 
 
@@ -339,3 +340,70 @@ def test_replicas_share_the_upstream_cache(start_server, tmp_path: Path, moto_ur
         assert "fake" not in get(a, "simple/", auth=READ).text
     finally:
         fake.server.stop()
+
+
+def test_delete_on_one_replica_hides_the_file_on_the_other(
+    start_server, tmp_path: Path, moto_url: str, bucket: str, client_env: dict[str, str], dists
+) -> None:
+    a = s3_server(start_server, tmp_path, moto_url, bucket)
+    b = s3_server(start_server, tmp_path, moto_url, bucket)
+    clients.twine_upload(
+        a.url + "simple/", *WRITE, dists.base_wheel.path, dists.base_sdist.path, env=client_env
+    )
+    update_index(moto_url, bucket)
+    wait_for(lambda: dists.base_wheel.filename in get(b, "simple/foo-bar-baz/", auth=READ).text, 3)
+    url = f"simple/foo-bar-baz/{dists.base_wheel.filename}"
+    assert requests.delete(a.url + url, auth=READ, timeout=10).status_code == 403
+    assert requests.delete(a.url + url, auth=WRITE, timeout=10).status_code == 204
+    keys = {o["Key"] for o in s3_client(moto_url).list_objects_v2(Bucket=bucket)["Contents"]}
+    assert not any(k.startswith(f"cloud/foo-bar-baz/{dists.base_wheel.filename}") for k in keys)
+    # B still holds the old index; the shared record of deletions hides the file.
+    page = "simple/foo-bar-baz/"
+    wait_for(lambda: dists.base_wheel.filename not in get(b, page, auth=READ).text, timeout=3)
+    assert get(b, url, auth=READ).status_code == 404
+    assert "1 files, 1 projects, index written" in update_index(moto_url, bucket)
+    for server in (a, b):
+        assert dists.base_wheel.filename not in get(server, "simple/foo-bar-baz/", auth=READ).text
+        assert dists.base_sdist.filename in get(server, "simple/foo-bar-baz/", auth=READ).text
+
+
+def test_promote_from_file_system_to_s3_then_install_from_the_target(
+    start_server, tmp_path: Path, moto_url: str, bucket: str, client_env: dict[str, str], dists
+) -> None:
+    config, secret = write_config(tmp_path, moto_url, bucket)
+    config.write_text(
+        config.read_text() + '\n[staging]\ntype = "file_system"\nread_secret = "staging-read"\n'
+        'write_secret = "staging-write"\n'
+    )
+    server = start_server("--config", str(config), "--admin_secret", str(secret))
+    clients.twine_upload(
+        server.url + "simple/", "staging", "staging-write", dists.base_wheel.path,
+        dists.base_sdist.path, env=client_env,
+    )  # fmt: skip
+    response = requests.post(
+        f"{server.url}simple/foo-bar-baz/1.0/promote",
+        auth=("staging", "staging-write"),
+        data={"to": "cloud", "to_secret": "cloud-write"},
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    assert sorted(response.json()["copied"]) == sorted(
+        [dists.base_wheel.filename, dists.base_sdist.filename]
+    )
+    keys = {o["Key"] for o in s3_client(moto_url).list_objects_v2(Bucket=bucket)["Contents"]}
+    assert f"cloud/foo-bar-baz/{dists.base_wheel.filename}" in keys
+    assert f"cloud/foo-bar-baz/{dists.base_wheel.filename}.metadata" in keys
+    page = get(server, "simple/foo-bar-baz/", auth=READ, headers={"Accept": JSON}).json()
+    assert {f["filename"]: f["hashes"]["sha256"] for f in page["files"]} == {
+        dists.base_wheel.filename: dists.base_wheel.sha256,
+        dists.base_sdist.filename: dists.base_sdist.sha256,
+    }
+    target = tmp_path / "target"
+    clients.pip_install(server.index_url(*READ), target, "foo-bar-baz", env=client_env)
+    assert (
+        clients.import_from(target, "import foo_bar_baz; print(foo_bar_baz.VERSION)", client_env)
+        == "1.0"
+    )
+    clients.uv_pip_install(server.index_url(*READ), tmp_path / "uv", "foo-bar-baz", env=client_env)
+    # The index written from the bucket holds the same records.
+    assert "2 files, 1 projects, index written" in update_index(moto_url, bucket)

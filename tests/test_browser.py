@@ -250,3 +250,48 @@ def test_secure_cookie_behind_an_https_proxy(start_server) -> None:
     assert "Secure" in done.headers["Set-Cookie"]
     unauthenticated = get(server, "simple/x/", headers={**headers, "Accept": BROWSER_ACCEPT})
     assert unauthenticated.headers["Location"] == "/pypi/login/?next=/pypi/simple/x/"
+
+
+def test_maintainer_forms_at_390_px(chromium, start_server, tmp_path: Path) -> None:
+    server = start_server()
+    write = ("local", server.write_secret)
+    wheel = build_wheel(
+        tmp_path / "w", "phone-app", "1.0", summary="On a phone",
+        requires_dist=["foo-bar-baz>=1.0", "requests[socks]; python_version >= '3.8'"],
+    )  # fmt: skip
+    newer = build_wheel(
+        tmp_path / "n", "phone-app", "2.0", summary="On a phone", requires_dist=["foo-bar-baz>=1.0"]
+    )
+    for dist in (wheel, newer):
+        assert upload_file(server, dist.path, "phone-app", dist.version, write).ok
+    context = chromium.new_context(viewport={"width": 390, "height": 844})  # type: ignore[attr-defined]
+    page = context.new_page()
+    page.goto(server.url + "simple/phone-app/")
+    page.fill("#repo", "local")
+    page.fill("#secret", server.write_secret)
+    page.click("#login")
+    page.wait_for_url(server.url + "simple/phone-app/")
+    assert "foo-bar-baz>=1.0" in page.inner_text("#requires-dist")
+    assert "uv add --index local=" in page.inner_text("#install-uv-add")
+    overflow = "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    assert page.evaluate(overflow) <= 0
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "project-page-maintainer-390.png"), full_page=True)
+
+    mine = f"form.manage:has(input[value='{wheel.filename}'])"
+    page.fill(f"{mine} input[name=reason]", "broken on arm64")
+    page.click(f"{mine} button[value=yank]")
+    page.wait_for_url(server.url + "simple/phone-app/")
+    assert "yanked: broken on arm64" in page.inner_text("#files")
+    page.click(f"{mine} button[value=delete]")
+    page.wait_for_selector("#delete-confirmed")
+    assert page.evaluate(overflow) <= 0
+    page.screenshot(path=str(ARTIFACTS / "confirm-delete-390.png"), full_page=True)
+    page.click("#delete-confirmed")
+    page.wait_for_url(server.url + "simple/phone-app/")
+    assert wheel.filename not in page.inner_text("#files")
+    page.select_option("#status-form select", "archived")
+    page.click("#set-status")
+    page.wait_for_url(server.url + "simple/phone-app/")
+    assert "This project is archived" in page.inner_text("#project-status")
+    context.close()

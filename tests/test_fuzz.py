@@ -264,6 +264,9 @@ def valid_requests(site: Site) -> list[Maker]:
         form(b"/login/", login_body, csrf),
         get(b"/logout/"),
         form(b"/logout/", b"", []),
+        form(
+            b"/manage/foo-bar-baz/", b"action=delete&filename=x.whl&csrf=" + site.csrf_token, csrf
+        ),
         get(b"/simple/", read),
         get(b"/simple/", read + json),
         get(b"/simple/", [(b"Accept", b"text/html,application/xhtml+xml")]),
@@ -278,10 +281,21 @@ def valid_requests(site: Site) -> list[Maker]:
         get(file_path + b".metadata", read),
         get(b"/simple/Foo_Bar.baz/" + wheel, read),
         get(b"/index_mtime/", read),
+        get(b"/audit/", write, query=b"since=2026-12-01"),
+        get(b"/r/local/audit/", write),
         get(b"/r/local/index_mtime/", read),
         upload,
         form(file_path + b"/yank", b"reason=fuzz", write),
         form(file_path + b"/unyank", b"", write),
+        # Deletes the site's wheel; the upload above stores it again (identical bytes).
+        lambda rng: Req(b"DELETE", file_path, headers=[(b"Host", b"127.0.0.1"), *write]),
+        lambda rng: Req(
+            b"DELETE", b"/r/local" + file_path, headers=[(b"Host", b"127.0.0.1"), *read]
+        ),
+        form(b"/simple/foo-bar-baz/status", b"status=deprecated&reason=fuzz", write),
+        form(b"/simple/foo-bar-baz/1.0/promote", b"to=local&to_secret=nope", read),
+        form(b"/r/local/simple/foo-bar-baz/1.0/promote", b"to=other&to_secret=x", write),
+        form(b"/r/local/simple/foo-bar-baz/status", b"status=active", write),
         form(b"/initialize/", b"config=%5Bx%5D%0Abackend%3D%22nope%22", []),
         get(b"/simple/fake/", read + json),  # from the upstream index
         get(b"/r/local/simple/fake/", read),

@@ -75,3 +75,36 @@ def test_index_file_round_trips_awkward_values_and_stays_standard_toml() -> None
         assert "invalid index file" in str(exc)
     else:
         raise AssertionError("a broken index file was accepted")
+
+
+def test_a_deletion_hides_older_records_only_and_leaves_the_overlay(tmp_path: Path) -> None:
+    from pywharf_core.manage import Deletion, dump_deletions, parse_deletions
+
+    index = RepoIndex(tmp_path / "overlay.jsonl")
+    old = record("alpha", "1.0")
+    index.add(old)
+    index.set_remote([old, record("alpha", "2.0")])
+    gone = Deletion("alpha", old.filename, old.sha256, deleted_at=5.0)
+    assert parse_deletions(dump_deletions({old.filename: gone})) == {old.filename: gone}
+    assert parse_deletions(b"not json") == {} and parse_deletions(b'{"x": 1}') == {}
+    index.set_deleted({old.filename: gone})
+    assert [r.version for r in index.snapshot.projects["alpha"]] == ["2.0"]
+    assert old.filename not in (tmp_path / "overlay.jsonl").read_text()
+    # A later upload of the name is another file: shown.
+    index.add(old.with_changes(upload_time=6.0))
+    assert [r.version for r in index.snapshot.projects["alpha"]] == ["1.0", "2.0"]
+
+
+def test_a_complete_remote_view_drops_overlay_entries_it_lacks(tmp_path: Path) -> None:
+    import time
+
+    index = RepoIndex(tmp_path / "overlay.jsonl")
+    removed, fresh = record("alpha", "1.0"), record("alpha", "2.0")
+    index.add(removed)
+    started = time.monotonic()
+    index.add(fresh)  # added after the view was read: kept
+    index.set_remote([], complete_since=None)
+    assert len(index.snapshot.projects["alpha"]) == 2  # an incomplete view drops nothing
+    index.set_remote([], complete_since=started)
+    assert [r.version for r in index.snapshot.projects["alpha"]] == ["2.0"]
+    assert RepoIndex(tmp_path / "overlay.jsonl").snapshot.file_count == 1

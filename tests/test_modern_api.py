@@ -39,7 +39,7 @@ def test_pypi_simple_reads_both_forms_alike(populated: WharfServer, auth, dists,
         index = client.get_index_page(accept=accept)
         assert sorted(index.projects) == ["demo-app", "foo-bar-baz"]
         page = client.get_project_page("foo-bar-baz", accept=accept)
-    assert page.repository_version == "1.1"
+    assert page.repository_version == "1.4"
     packages = {p.filename: p for p in page.packages}
     assert set(packages) == {
         d.filename for d in (dists.base_wheel, dists.base_sdist, dists.base_future)
@@ -72,16 +72,17 @@ FILE_KEYS = {
 }
 
 
-def test_json_has_exactly_the_pep_691_and_700_keys(populated: WharfServer, auth, dists) -> None:
+def test_json_has_exactly_the_pep_691_700_and_792_keys(populated: WharfServer, auth, dists) -> None:
     listing = get(populated, "simple/", auth=auth, headers={"Accept": JSON})
     assert listing.headers["Content-Type"] == JSON
     data = listing.json()
-    assert set(data) == {"meta", "projects"} and data["meta"] == {"api-version": "1.1"}
+    assert set(data) == {"meta", "projects"} and data["meta"] == {"api-version": "1.4"}
     assert all(set(p) == {"name"} for p in data["projects"])
 
     page = get(populated, "simple/foo-bar-baz/", auth=auth, headers={"Accept": JSON}).json()
-    assert set(page) == {"meta", "name", "versions", "files"}
+    assert set(page) == {"meta", "name", "project-status", "versions", "files"}
     assert page["name"] == "foo-bar-baz"
+    assert page["project-status"] == {"status": "active"}
     for item in page["files"]:
         assert {"filename", "url", "hashes", "size"} <= set(item) <= FILE_KEYS
         assert "dist-info-metadata" not in item  # PEP 714: pip 22.3-23.1 crash on it
@@ -125,7 +126,7 @@ def test_negotiation(populated: WharfServer, auth, accept: str | None, served: s
     if served == JSON:
         assert response.json()["name"] == "foo-bar-baz"
     else:
-        assert '<meta name="pypi:repository-version" content="1.1">' in response.text
+        assert '<meta name="pypi:repository-version" content="1.4">' in response.text
 
 
 def test_format_query_overrides_and_406(populated: WharfServer, auth) -> None:

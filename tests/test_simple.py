@@ -19,7 +19,7 @@ def test_project_list(populated: WharfServer, auth) -> None:
     response = get(populated, "simple/", auth=auth)
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("text/html")
-    assert '<meta name="pypi:repository-version" content="1.1">' in response.text
+    assert '<meta name="pypi:repository-version" content="1.4">' in response.text
     assert re.findall(r'<a href="([^"]+)">([^<]+)</a>', response.text) == [
         ("demo-app/", "demo-app"),
         ("foo-bar-baz/", "foo-bar-baz"),
@@ -32,7 +32,7 @@ def test_project_page_has_hashes_and_escaped_requires_python(
     response = get(populated, "simple/foo-bar-baz/", auth=auth)
     assert response.status_code == 200
     text = response.text
-    assert '<meta name="pypi:repository-version" content="1.1">' in text
+    assert '<meta name="pypi:repository-version" content="1.4">' in text
     for dist in (dists.base_wheel, dists.base_sdist, dists.base_future):
         assert f'href="{dist.filename}#sha256={dist.sha256}"' in text
     assert 'data-requires-python="&gt;=3.99"' in text

@@ -17,7 +17,7 @@ wins, and a reader never sees a partial file.
 The journal lets several servers on one storage see each other's uploads before
 ``update_index`` runs: each accepted upload or yank appends its record (under a lock,
 fsynced); servers read it from where they left off; ``write_index`` drops what the new
-index holds.
+index holds, and what is no longer stored (deleted, or removed by hand).
 """
 
 from __future__ import annotations
@@ -175,6 +175,21 @@ class FileSystemBackend(Backend):
         _fsync_path(marker.parent)
         self._append_journal(record.with_changes(yanked=reason))
 
+    def delete_file(self, record: FileRecord) -> None:
+        final = self._path(record.backend_ref or f"{record.project}/{record.filename}")
+        try:
+            # The sidecars first: a crash in between leaves a listed file, never a
+            # yank record or metadata that a later upload of the name would inherit.
+            _yanked_path(final).unlink(missing_ok=True)
+            _metadata_path(final).unlink(missing_ok=True)
+            try:
+                final.unlink()
+            except FileNotFoundError:
+                raise FileMissing(record.filename) from None
+            _fsync_path(final.parent)
+        except OSError as exc:
+            raise BackendError(f"cannot delete {record.filename}: {exc}") from exc
+
     def list_files(self) -> Iterator[StoredFile]:
         """Every file below the root, in any layout (files copied in by hand too)."""
         for directory, subdirs, files in os.walk(self.root):
@@ -267,11 +282,16 @@ class FileSystemBackend(Backend):
         with self._journal_lock:
             changes, _ = self.changes_since(None)
             latest = {r.filename: r for r in changes}  # the last line per file wins
+            # An entry stays while the index does not reflect it and its file is still
+            # stored: one deleted (or removed by hand) leaves with the next index.
             kept = [
                 r
                 for r in latest.values()
-                if (old := indexed.get(r.filename)) is None
-                or (old.sha256, old.yanked) != (r.sha256, r.yanked)
+                if (
+                    (old := indexed.get(r.filename)) is None
+                    or (old.sha256, old.yanked) != (r.sha256, r.yanked)
+                )
+                and self._is_stored(r)
             ]
             if len(kept) == len(changes):
                 return
@@ -279,6 +299,12 @@ class FileSystemBackend(Backend):
             replace_file(self._journal_path, text.encode("utf-8"))
 
     # -- helpers --------------------------------------------------------------------------
+    def _is_stored(self, record: FileRecord) -> bool:
+        try:
+            return self._path(record.backend_ref or f"{record.project}/{record.filename}").is_file()
+        except FileMissing:
+            return False
+
     def _path(self, ref: str) -> Path:
         path = (self.root / ref).resolve()
         # References come from the index; one that leaves the storage is refused.

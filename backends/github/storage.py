@@ -349,6 +349,23 @@ class GitHubBackend(Backend):
                 name=release.name, message=record_body(current.with_changes(yanked=reason))
             )
 
+    def delete_file(self, record: FileRecord) -> None:
+        """Delete the file's assets (the metadata first), then its release once no asset
+        is left in it; the git tag stays (deleting it needs more than release rights)."""
+        release = self._published(record.filename)
+        if release is None:
+            raise FileMissing(record.filename)
+        with github_errors(record.filename):
+            assets = {a.name: a for a in release.assets}
+            for name in (record.filename + ".metadata", record.filename):
+                if name in assets:
+                    asset = assets.pop(name)
+                    with self._urls_lock:  # a signed URL cached for it would outlive it
+                        self._urls.pop(asset.id, None)
+                    asset.delete_asset()
+            if not assets:
+                release.delete_release()
+
     def list_files(self) -> Iterator[StoredFile]:
         with github_errors("the releases"):
             releases = list(self.repo.get_releases())

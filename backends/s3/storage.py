@@ -373,6 +373,27 @@ class S3Backend(Backend):
             else:
                 self.client.put_object(Bucket=self.bucket, Key=key, Body=reason.encode("utf-8"))
 
+    def delete_file(self, record: FileRecord) -> None:
+        key = record.backend_ref or self._key(record.project, record.filename)
+        if not key.startswith(self.prefix):  # a reference from the index, outside ours
+            raise FileMissing(record.filename)
+        self._present.pop(key, None)
+        try:
+            with s3_errors(record.filename, self._outage):
+                self.client.head_object(Bucket=self.bucket, Key=key)
+            stored = True
+        except FileMissing:
+            stored = False
+        with s3_errors(record.filename, self._outage):
+            # The sidecars first (see the file_system backend); deleting an absent key
+            # is no error in S3.
+            for sidecar in (key + ".yanked", key + ".metadata"):
+                self.client.delete_object(Bucket=self.bucket, Key=sidecar)
+            if stored:
+                self.client.delete_object(Bucket=self.bucket, Key=key)
+        if not stored:
+            raise FileMissing(record.filename)
+
     def list_files(self) -> Iterator[StoredFile]:
         self._abort_abandoned_uploads()
         objects: dict[str, dict[str, Any]] = {}
