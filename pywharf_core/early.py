@@ -107,9 +107,11 @@ class HeaderGate:
         request = Request(scope)
         try:
             views.refuse_cross_site(request)
-            # What the view itself asks: an upload token passes on the upload route only.
+            # What the view itself asks: an upload token passes on the upload route only;
+            # a promotion needs only to read its source (the target is checked by the view).
             upload = match["rest"] == ""
-            repo = await views.authorize(request, Access.WRITE, token_may_upload=upload)
+            need = Access.READ if match["rest"].endswith("/promote") else Access.WRITE
+            repo = await views.authorize(request, need, token_may_upload=upload)
         except PywharfError as refusal:
             return Verdict(refusal, 0)
         length = request.headers.get("content-length")
