@@ -30,6 +30,7 @@ RUN groupadd --system --gid 10001 pywharf \
 COPY --from=install /opt/pywharf /opt/pywharf
 ENV PATH=/opt/pywharf/bin:$PATH \
     PYTHONUNBUFFERED=1 \
+    PYTHONMALLOC=malloc \
     PYWHARF_COMMAND=server \
     PYWHARF_COMMAND_ROOT=/pywharf-root \
     PYWHARF_COMMAND_PORT=8888
