@@ -178,12 +178,7 @@ def install(tool: str, server: Server, folder: Path, env: dict[str, str]) -> flo
     target = folder / "target"
     shutil.rmtree(target, ignore_errors=True)
     shutil.rmtree(folder / "uv-cache", ignore_errors=True)
-    if tool == "pip":
-        command = [sys.executable, "-m", "pip", "install", "--no-cache-dir"]
-    else:
-        uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
-        command = [uv, "pip", "install", "--python", sys.executable, "--no-cache"]
-    command += ["--index-url", server.index_with_auth(), "--target", str(target), "tree-00"]
+    command = run.install_command(tool, server, target)
     started = time.monotonic()
     done = subprocess.run(
         command,

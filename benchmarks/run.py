@@ -484,19 +484,23 @@ def reset_peak_rss(pid: int) -> float:
     return peak_rss_mb(pid)
 
 
+def install_command(tool: str, server: Server, target: Path) -> list[str]:
+    """pip or uv installing the tree from ``server`` into ``target``, with no cache."""
+    if tool == "pip":
+        command = [sys.executable, "-m", "pip", "install", "--no-cache-dir"]
+    else:
+        uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
+        command = [uv, "pip", "install", "--python", sys.executable, "--no-cache"]
+    return [*command, "--index-url", server.index_with_auth(), "--target", str(target), "tree-00"]
+
+
 def install_tree(tool: str, server: Server, work: Path, env: dict[str, str]) -> float:
     """Seconds for pip or uv to install the 30-project tree into an empty target, with
     no cache."""
     target = work / f"target-{server.name}"
     shutil.rmtree(target, ignore_errors=True)
     shutil.rmtree(work / "uv-cache", ignore_errors=True)
-    if tool == "pip":
-        command = [sys.executable, "-m", "pip", "install", "--no-cache-dir"]
-    else:
-        uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
-        command = [uv, "pip", "install", "--python", sys.executable, "--no-cache"]
-    command += ["--index-url", server.index_with_auth(), "--target", str(target), "tree-00"]
-    seconds = timed(command, env)
+    seconds = timed(install_command(tool, server, target), env)
     shutil.rmtree(target, ignore_errors=True)
     return seconds
 

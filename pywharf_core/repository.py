@@ -46,15 +46,16 @@ class Repository:
         self,
         config: RepoConfig,
         backend: Backend,
-        index: RepoIndex,
         cache: AccessCache,
-        index_cache: Path | None = None,
+        state_dir: Path,
     ):
+        """``state_dir`` is this server's folder for the repository (ROOT/cache/<name>):
+        caches and the overlay; what replicas share goes through ``state`` instead."""
         self.name = config.name
         self.config = config
         self.policy = config.policy
         self.backend = backend
-        self.index = index
+        self.index = RepoIndex(state_dir / "overlay.jsonl")
         self._cache = cache
         self.pages = PageCache()
         #: Wall-clock time of the last successful sync, or None.
@@ -62,10 +63,14 @@ class Repository:
         #: Consecutive failed syncs (0 after a success); reported by /metrics.
         self.sync_failures = 0
         self._sync_lock = threading.Lock()
-        #: The upstream index behind this repository, if it has one.
-        self.upstream: Upstream | None = None
         #: Documents every server of this repository must see alike (tokens, status …).
-        self.state = StateStore(backend, Path(index_cache.parent if index_cache else ".") / "state")
+        self.state = StateStore(backend, state_dir / "state")
+        #: The upstream index behind this repository, if it has one.
+        self.upstream = (
+            Upstream(self.policy, backend, state_dir, self.name)
+            if self.policy.upstream_url
+            else None
+        )
         #: API tokens (kept in ``state``).
         self.tokens = TokenStore(self.state, self.policy.sync_index_interval)
         self._remote: dict[str, FileRecord] = {}
@@ -80,7 +85,7 @@ class Repository:
         self.statuses: Mapping[str, ProjectStatus] = {}
         #: The last remote index parsed, as JSON keyed by its version: a restart loads it
         #: in a tenth of the time TOML takes (20,000 files: 0.09 s against 1 s).
-        self._index_cache = index_cache
+        self._index_cache = state_dir / "remote-index.json"
 
     @classmethod
     def open(
@@ -89,13 +94,7 @@ class Repository:
         backend = config.spec.create(
             BackendContext(config.name, root, admin_secret), config.settings
         )
-        state = root / "cache" / config.name
-        index = RepoIndex(state / "overlay.jsonl")
-        repo = cls(config, backend, index, cache, state / "remote-index.json")
-        repo.state = StateStore(backend, state / "state")
-        repo.tokens = TokenStore(repo.state, config.policy.sync_index_interval)
-        if config.policy.upstream_url:
-            repo.upstream = Upstream(config.policy, backend, state, config.name)
+        repo = cls(config, backend, cache, root / "cache" / config.name)
         repo.sync_logged()  # on failure: served from the overlay, /readyz says not synced
         return repo
 
@@ -166,7 +165,7 @@ class Repository:
         """The remote index's records and version: from the local cache when it holds
         this version, else read and parsed (and cached)."""
         cache = self._index_cache
-        if version is not None and cache is not None:
+        if version is not None:
             try:
                 cached = json.loads(cache.read_text(encoding="utf-8"))
                 if cached.get("version") == version:
