@@ -6,7 +6,7 @@ files win over upstream files of the same name); names matching ``upstream_deny`
 never asked at all; every other project is served from upstream's page.
 
 - **Pages** are asked as PEP 691 JSON (HTML accepted as a fallback, parsed by
-  ``pypi_simple``), kept in memory and under ROOT with their ``ETag``/``Last-Modified``,
+  ``upstream_page``), kept in memory and under ROOT with their ``ETag``/``Last-Modified``,
   fresh for ``upstream_ttl`` seconds, then revalidated with a conditional GET. Upstream
   down or failing: the last good page is served (stale-if-error, said in the
   ``X-Pywharf-Upstream`` header); nothing cached: ``BackendUnavailable`` (503). A 404 is
@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
-import json
 import logging
 import os
 import tempfile
@@ -41,14 +40,16 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urljoin, urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from . import dists
 from .backend import Backend, FileStream, LocalFile, OpenedFile
 from .config import RepoPolicy
 from .errors import (
+    BackendError,
     BackendUnavailable,
     FileExists,
     FileMissing,
@@ -59,6 +60,17 @@ from .errors import (
 from .files import leftover_prefix, replace_file
 from .pagecache import PageCache
 from .records import FileRecord
+from .upstream_page import (
+    PageUnreadable,
+    UpstreamPage,
+    newer_api_version,
+    offered_versions,
+    parse_page,
+    served_file,
+    upload_time,
+    upstream_metadata,
+    upstream_sha256,
+)
 
 if TYPE_CHECKING:  # requests (7 MB) is imported only by a repository that has an upstream
     import requests
@@ -81,43 +93,10 @@ MAX_PAGES_IN_MEMORY = 5_000
 #: Longer project names are never asked of upstream (a page is kept in a file so named).
 MAX_NAME = 200
 UPSTREAM_STATE_HEADER = "X-Pywharf-Upstream"
-
-
-@dataclass(frozen=True)
-class UpstreamPage:
-    """Upstream's answer for one project, PEP 691-shaped (``files`` carry absolute
-    upstream URLs), with what revalidation needs."""
-
-    project: str
-    data: dict[str, Any]
-    etag: str | None
-    last_modified: str | None
-    fetched_at: float
-    missing: bool = False
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "project": self.project,
-                "data": self.data,
-                "etag": self.etag,
-                "last_modified": self.last_modified,
-                "fetched_at": self.fetched_at,
-                "missing": self.missing,
-            }
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> UpstreamPage:
-        raw = json.loads(text)
-        return cls(
-            str(raw["project"]),
-            dict(raw["data"]),
-            raw.get("etag"),
-            raw.get("last_modified"),
-            float(raw["fetched_at"]),
-            bool(raw.get("missing", False)),
-        )
+#: Upstream connections kept open for reuse (waitress runs 16 worker threads by default).
+POOL_SIZE = 32
+#: The cache key suffix of core metadata derived here from a cached wheel.
+DERIVED_SUFFIX = ".wharf-metadata"
 
 
 @dataclass(frozen=True)
@@ -194,6 +173,11 @@ class Upstream:
 
         self._session = requests.Session()
         self._session.headers["User-Agent"] = "pywharf (upstream proxy)"
+        # One pooled connection per worker thread that may ask upstream at once: with
+        # requests' default of 10, a cold install's burst opens (and drops) connections.
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=POOL_SIZE)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
         self._pages: OrderedDict[str, UpstreamPage] = OrderedDict()
         self._lock = threading.Lock()
         self._fetching: dict[str, threading.Event] = {}
@@ -201,8 +185,6 @@ class Upstream:
         self._page_locks = [threading.Lock() for _ in range(64)]
         #: Rendered pages of upstream projects, valid while their UpstreamPage is.
         self.pages = PageCache()
-        # pypi_simple (HTML pages) takes a second or more to import: not on a request.
-        threading.Thread(target=_import_html_parser, name="import-pypi-simple", daemon=True).start()
 
     # -- which projects ------------------------------------------------------------------
     def denied(self, project: str) -> bool:
@@ -219,6 +201,19 @@ class Upstream:
         return not has_private or self.allowed_to_mix(project)
 
     # -- pages -----------------------------------------------------------------------------
+    def fresh_page(self, project: str) -> Served | None:
+        """The page of ``project`` when it is in memory and fresh, without blocking (the
+        warm path: no worker-thread hop); ``None`` when ``page`` must be asked. Raises
+        ``FileMissing`` for a fresh negative answer."""
+        with self._lock:
+            cached = self._pages.get(project)
+        if cached is None:
+            return None
+        ttl = min(self.ttl, NEGATIVE_TTL) if cached.missing else self.ttl
+        if time.time() - cached.fetched_at >= ttl:
+            return None
+        return self._answer(cached, stale=False)
+
     def page(self, project: str) -> Served:
         """Upstream's page for ``project``: fresh, revalidated, or stale when upstream
         fails. Raises ``FileMissing`` when upstream has no such project, and
@@ -250,6 +245,10 @@ class Upstream:
                     "cached; try again later",
                     retry_after=30,
                 ) from None
+            with self._lock:  # derived metadata noted meanwhile is kept too
+                latest = self._pages.get(project) or cached
+            if latest is not None and latest.derived and page is not latest:
+                page = _carry_derived(page, latest)
             self._keep_page(page)
             return self._answer(page, stale=False)
 
@@ -333,7 +332,10 @@ class Upstream:
             body = _read_capped(response)
             content_type = response.headers.get("Content-Type", "")
             final_url = _without_credentials(response.url)
-        data = _parse_page(project, body, content_type, final_url)
+        try:
+            data = parse_page(project, body, content_type, final_url)
+        except PageUnreadable as exc:
+            raise _UpstreamFailed(str(exc)) from None
         return UpstreamPage(
             project,
             data,
@@ -350,17 +352,13 @@ class Upstream:
     def visible_files(self, page: UpstreamPage) -> list[dict[str, Any]]:
         """The page's files that may be offered: valid names, and past the cooldown."""
         files = [f for f in page.data.get("files", []) if isinstance(f, dict)]
-        if self.cooldown <= 0:
-            return files
-        cutoff = time.time() - self.cooldown
-        return [f for f in files if (moment := _upload_time(f)) is not None and moment <= cutoff]
+        return [f for f in files if self._visible(f)] if self.cooldown > 0 else files
 
-    def find_file(self, project: str, filename: str) -> dict[str, Any] | None:
-        served = self.page(project)
-        for item in self.visible_files(served.page):
-            if item.get("filename") == filename:
-                return item
-        return None
+    def _visible(self, item: dict[str, Any]) -> bool:
+        if self.cooldown <= 0:
+            return True
+        moment = upload_time(item)
+        return moment is not None and moment <= time.time() - self.cooldown
 
     def page_data(
         self, served: Served, private: tuple[FileRecord, ...], api_version: str
@@ -373,17 +371,34 @@ class Upstream:
         page = served.page
         taken = {record.filename for record in private}
         files = [file_data(record) for record in private]
-        for item in self.visible_files(page):
+        visible = self.visible_files(page)
+        for item in visible:
             if item["filename"] not in taken:
-                files.append(_served_file(item))
+                files.append(served_file(item, page.derived.get(item["filename"])))
         data = {k: v for k, v in page.data.items() if k not in ("meta", "name", "files")}
         meta = dict(page.data.get("meta") or {})
-        meta["api-version"] = _newer_version(str(meta.get("api-version", "1.0")), api_version)
+        meta["api-version"] = newer_api_version(str(meta.get("api-version", "1.0")), api_version)
         data["meta"] = meta
         data["name"] = page.project
         data["files"] = files
-        data["versions"] = _versions(page.data, files, self.visible_files(page))
+        data["versions"] = offered_versions(page.data, files, visible)
         return data
+
+    def file_opener(
+        self, page: UpstreamPage, filename: str, *, metadata: bool = False
+    ) -> tuple[Callable[[], OpenedFile], str | None] | None:
+        """How to open a file the page offers (or its core metadata: upstream's, or the
+        one derived here), with its sha256 when known; ``None`` when not offered."""
+        item = page.by_filename.get(filename)
+        if item is None or not self._visible(item):
+            return None
+        if not metadata or upstream_metadata(item):
+            opener = partial(self.open_file, page.project, item, metadata=metadata)
+            return opener, upstream_sha256(item, metadata)
+        derived = page.derived.get(filename)
+        if derived is None:
+            return None
+        return partial(self._open_derived, f"{page.project}/{filename}{DERIVED_SUFFIX}"), derived
 
     # -- files -----------------------------------------------------------------------------
     def open_file(
@@ -398,10 +413,17 @@ class Upstream:
         if expected is None:  # nothing to check against: passed through, not cached
             self.stats.add("cache_misses")
             return self._pass_through(url, filename)
+        derive = not metadata and filename.endswith(".whl") and not upstream_metadata(item)
         while True:
             opened = self._open_cached(key)
             if opened is not None:
                 self.stats.add("cache_hits")
+                if (
+                    derive
+                    and isinstance(opened, LocalFile)
+                    and not self._derived(project, filename)
+                ):
+                    self._derive_metadata(key, opened.path)  # cached by another server
                 return opened
             with self._lock:
                 event = self._fetching.get(key)
@@ -424,8 +446,59 @@ class Upstream:
             self._done(key, event)
             raise
         size = response.headers.get("Content-Length")
-        chunks = self._tee(response, key, expected, event)
+        chunks = self._tee(response, key, expected, event, derive)
         return FileStream(chunks, int(size) if size and size.isdigit() else None, chunks.close)
+
+    def _open_derived(self, key: str) -> OpenedFile:
+        opened = self._open_cached(key)
+        if opened is None:
+            raise FileMissing(key.rsplit("/", 1)[-1].removesuffix(DERIVED_SUFFIX) + ".metadata")
+        return opened
+
+    def _derived(self, project: str, filename: str) -> bool:
+        with self._lock:
+            page = self._pages.get(project)
+        return page is None or filename in page.derived
+
+    def _derive_metadata(self, key: str, wheel: Path) -> None:
+        """Extract the core metadata of a verified cached wheel upstream gave none for,
+        cache it, and offer it on the project's page (PEP 658): clients then resolve
+        from it as from a private file's, instead of HEAD and range requests."""
+        project, filename = key.split("/", 1)
+        try:
+            raw = dists.read_core_metadata(wheel, dists.parse_filename(filename)).raw
+        except (InvalidFilename, InvalidMetadata, OSError):
+            return  # offered without metadata, as upstream offers it
+        if raw is None:
+            return
+        fd, name = tempfile.mkstemp(
+            dir=self._staging_dir(), prefix=leftover_prefix(".upload-"), suffix=".part"
+        )
+        staged = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(raw)
+            self._put_cached(key + DERIVED_SUFFIX, staged)
+        except (OSError, BackendError) as exc:
+            log.warning("%s: cannot cache the core metadata of %s: %s", self.repo_name, key, exc)
+            return
+        finally:
+            staged.unlink(missing_ok=True)
+        self._note_derived(project, filename, dists.sha256_bytes(raw))
+
+    def _note_derived(self, project: str, filename: str, sha256: str) -> None:
+        with self._lock:
+            page = self._pages.get(project)
+            if page is None or page.missing or filename not in page.by_filename:
+                return
+            if page.derived.get(filename) == sha256:
+                return
+            page = replace(page, derived={**page.derived, filename: sha256})
+            self._pages[project] = page
+            try:  # under the lock: a newer page kept meanwhile is never overwritten
+                replace_file(self._page_path(project), page.to_json().encode("utf-8"))
+            except OSError:
+                pass  # the in-memory page offers it; a restart derives it again
 
     def _open_cached(self, key: str) -> OpenedFile | None:
         try:
@@ -489,12 +562,19 @@ class Upstream:
         return FileStream(chunks(), int(size) if size and size.isdigit() else None, response.close)
 
     def _tee(
-        self, response: requests.Response, key: str, expected: str, event: threading.Event
+        self,
+        response: requests.Response,
+        key: str,
+        expected: str,
+        event: threading.Event,
+        derive: bool,
     ) -> _Tee:
         fd, name = tempfile.mkstemp(
             dir=self._staging_dir(), prefix=leftover_prefix(".upload-"), suffix=".part"
         )
-        return _Tee(self, response, key, expected, Path(name), os.fdopen(fd, "wb"), event)
+        tee = _Tee(self, response, key, expected, Path(name), os.fdopen(fd, "wb"), event)
+        tee.derive = derive
+        return tee
 
     def _done(self, key: str, event: threading.Event) -> None:
         with self._lock:
@@ -526,6 +606,7 @@ class _Tee:
         self._event = event
         self._chunks = self._run()
         self._closed = False
+        self.derive = False
 
     def __iter__(self) -> Iterator[bytes]:
         return self._chunks
@@ -564,6 +645,8 @@ class _Tee:
             self._upstream._put_cached(self._key, self._staged)
             if held is not None:
                 yield held
+            if self.derive:  # the client has every byte: this costs it no time
+                self._upstream._derive_metadata(self._key, self._staged)
         except requests.RequestException as exc:
             self._upstream.stats.add("errors")
             raise BackendUnavailable(f"the upstream download of {self._key} broke off") from exc
@@ -587,6 +670,19 @@ class _UpstreamFailed(Exception):
     pass
 
 
+def _carry_derived(page: UpstreamPage, earlier: UpstreamPage) -> UpstreamPage:
+    """A new page keeps the metadata derived for files upstream still offers with the
+    same sha256 and still gives no metadata for."""
+    kept = {}
+    for filename, digest in earlier.derived.items():
+        before, now = earlier.by_filename.get(filename), page.by_filename.get(filename)
+        if before is None or now is None or upstream_metadata(now):
+            continue
+        if upstream_sha256(before, False) == upstream_sha256(now, False) is not None:
+            kept[filename] = digest
+    return replace(page, derived=kept) if kept else page
+
+
 def _valid_name(project: str) -> bool:
     if len(project) > MAX_NAME:  # it names a file here
         return False
@@ -595,10 +691,6 @@ def _valid_name(project: str) -> bool:
     except InvalidMetadata:
         return False
     return True
-
-
-def _import_html_parser() -> None:
-    import pypi_simple  # noqa: F401
 
 
 def _read_capped(response: requests.Response) -> bytes:
@@ -612,142 +704,6 @@ def _read_capped(response: requests.Response) -> bytes:
 
 def _without_credentials(url: str) -> str:
     return split_credentials(url)[0]
-
-
-def _parse_page(project: str, body: bytes, content_type: str, page_url: str) -> dict[str, Any]:
-    """Upstream's project page as a PEP 691 dict whose file URLs are absolute; files whose
-    names are not valid distribution filenames are dropped."""
-    if "json" in content_type:
-        try:
-            data = json.loads(body)
-        except ValueError:
-            raise _UpstreamFailed("a JSON page that does not parse") from None
-        if not isinstance(data, dict) or not isinstance(data.get("files", []), list):
-            raise _UpstreamFailed("a JSON page without a files list")
-    else:
-        data = _html_page(project, body, page_url)
-    files = []
-    for item in data.get("files", []):
-        if not isinstance(item, dict) or not isinstance(item.get("url"), str):
-            continue
-        try:
-            dists.parse_filename(str(item.get("filename", "")))
-        except InvalidFilename:
-            continue
-        item = dict(item)
-        item["url"] = urljoin(page_url, item["url"])
-        # Known keys are rendered into HTML too: keep them only in the types PEP 691 says.
-        hashes = item.get("hashes")
-        item["hashes"] = {
-            str(k): v
-            for k, v in (hashes.items() if isinstance(hashes, dict) else ())
-            if isinstance(v, str) and v.isalnum()
-        }
-        if not isinstance(item.get("requires-python", ""), str):
-            del item["requires-python"]
-        if not isinstance(item.get("yanked", False), (bool, str)):
-            item["yanked"] = True
-        files.append(item)
-    data = dict(data)
-    data["files"] = files
-    return data
-
-
-def _html_page(project: str, body: bytes, page_url: str) -> dict[str, Any]:
-    from pypi_simple import ProjectPage
-
-    try:
-        page = ProjectPage.from_html(project, body.decode("utf-8", "replace"), base_url=page_url)
-    except Exception as exc:
-        raise _UpstreamFailed(f"an HTML page that does not parse ({type(exc).__name__})") from None
-    files = []
-    for package in page.packages:
-        item: dict[str, Any] = {
-            "filename": package.filename,
-            "url": package.url.split("#", 1)[0],
-            "hashes": dict(package.digests),
-            "yanked": (package.yanked_reason or True) if package.is_yanked else False,
-        }
-        if package.requires_python:
-            item["requires-python"] = package.requires_python
-        if package.has_metadata:
-            item["core-metadata"] = dict(package.metadata_digests or {}) or True
-        files.append(item)
-    return {"meta": {"api-version": "1.0"}, "name": project, "files": files}
-
-
-def _served_file(item: dict[str, Any]) -> dict[str, Any]:
-    """An upstream file dict as this server offers it: the URL points here."""
-    served = {
-        k: v
-        for k, v in item.items()
-        if k not in ("url", "dist-info-metadata", "data-dist-info-metadata")
-    }
-    served["url"] = quote(str(item["filename"]))
-    metadata = item.get(
-        "core-metadata", item.get("dist-info-metadata", item.get("data-dist-info-metadata", False))
-    )
-    served["core-metadata"] = metadata if metadata else False
-    served.setdefault("yanked", False)
-    return served
-
-
-def upstream_sha256(item: dict[str, Any], metadata: bool) -> str | None:
-    """The sha256 upstream declared for a file (or its core metadata), if any."""
-    if metadata:
-        declared = item.get("core-metadata", item.get("dist-info-metadata"))
-        value = declared.get("sha256") if isinstance(declared, dict) else None
-    else:
-        value = item.get("hashes", {}).get("sha256")
-    return str(value).lower() if isinstance(value, str) and len(value) == 64 else None
-
-
-def _upload_time(item: dict[str, Any]) -> float | None:
-    value = item.get("upload-time")
-    if not isinstance(value, str):
-        return None
-    try:
-        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
-def _newer_version(a: str, b: str) -> str:
-    def key(version: str) -> tuple[int, int]:
-        major, _, minor = version.partition(".")
-        try:
-            return int(major), int(minor or 0)
-        except ValueError:
-            return (0, 0)
-
-    return a if key(a) > key(b) else b
-
-
-def _versions(
-    upstream: dict[str, Any], offered: list[dict[str, Any]], visible: list[dict[str, Any]]
-) -> list[str]:
-    """PEP 700 versions: upstream's list less the versions whose every file is hidden by
-    the cooldown, plus the versions of the files offered."""
-    from .simple import sort_versions
-
-    offered_versions = set()
-    for item in offered:
-        try:
-            offered_versions.add(str(dists.parse_filename(str(item["filename"])).version))
-        except InvalidFilename:
-            continue
-    hidden: set[str] = set()
-    visible_names = {str(f.get("filename")) for f in visible}
-    for item in upstream.get("files", []):
-        if item.get("filename") not in visible_names:
-            try:
-                hidden.add(str(dists.parse_filename(str(item["filename"])).version))
-            except InvalidFilename:
-                continue
-    listed = [str(v) for v in upstream.get("versions", []) if isinstance(v, str)]
-    return sort_versions(
-        {*(v for v in listed if v not in hidden or v in offered_versions), *offered_versions}
-    )
 
 
 class UpstreamCollector:

@@ -66,7 +66,7 @@ from .simple import API_VERSION, project_list_data, project_page_data, render
 from .throttle import FailureThrottle
 from .tokens import TokenGrant, looks_like_token
 from .upload import UploadResult, accept_upload
-from .upstream import UPSTREAM_STATE_HEADER, Upstream, upstream_sha256
+from .upstream import UPSTREAM_STATE_HEADER, Served, Upstream
 
 PAGE_CACHE_CONTROL = "max-age=0, must-revalidate, private"
 FILE_CACHE_CONTROL = "max-age=31536000, immutable, private"
@@ -231,7 +231,7 @@ async def _upstream_page(
     """The page of a project served from the upstream index (with its private files when
     it may mix); ``None`` when upstream has no such project but private files exist."""
     try:
-        served = await run_blocking(upstream.page, project)
+        served = await _upstream_served(upstream, project)
     except FileMissing:
         if records:
             return None
@@ -250,6 +250,14 @@ async def _upstream_page(
     response = _page_response(request, page, media_type)
     response.headers[UPSTREAM_STATE_HEADER] = served.state
     return response
+
+
+async def _upstream_served(upstream: Upstream, project: str) -> Served:
+    """Upstream's page: from memory when fresh (no worker-thread hop), else asked."""
+    served = upstream.fresh_page(project)
+    if served is None:
+        served = await run_blocking(upstream.page, project)
+    return served
 
 
 def _browser_session(request: Request) -> bool:
@@ -312,14 +320,14 @@ async def download(request: Request) -> Response:
     upstream = repo.upstream
     if upstream is not None and upstream.serves(project, snapshot.files_of(project) is not None):
         try:
-            item = await run_blocking(upstream.find_file, project, name)
+            served = await _upstream_served(upstream, project)
+            offered = upstream.file_opener(served.page, name, metadata=metadata)
         except FileMissing:
-            item = None
-        if item is not None and (not metadata or item.get("core-metadata")):
-            sha256 = upstream_sha256(item, metadata)
-            opener = partial(upstream.open_file, project, item, metadata=metadata)
+            offered = None
+        if offered is not None:
             media_type = METADATA_MEDIA_TYPE if metadata else media_type_for(filename)
-            return await _serve(request, opener, media_type, f'"{sha256}"' if sha256 else None)
+            sha256 = offered[1]
+            return await _serve(request, offered[0], media_type, f'"{sha256}"' if sha256 else None)
     raise NotFound(f"File {filename!r} is not in this repository")
 
 

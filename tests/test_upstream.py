@@ -4,6 +4,7 @@ pypiserver (HTML only); a small hand-made index plays a dishonest or slow upstre
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -319,7 +320,22 @@ def test_pypiserver_as_an_html_only_upstream(
         target = tmp_path / "target"
         clients.pip_install(index(server), target, "html-only", env=client_env)
         assert [p.name for p in target.glob("*.dist-info")] == ["html_only-3.0.dist-info"]
-        assert cached_files(server) == [wheel.filename]
+        assert cached_files(server) == [wheel.filename, wheel.filename + ".wharf-metadata"]
+        # The verified cached wheel's METADATA is now offered (PEP 658), as a private
+        # file's is: uv and pip resolve from it without range requests.
+        item = page(server, "html-only").json()["files"][0]
+        metadata = get(
+            server, f"r/team/simple/html-only/{wheel.filename}.metadata", auth=("__token__", READ)
+        )
+        assert metadata.ok and metadata.content.startswith(b"Metadata-Version")
+        assert b"Requires-Python: >=3.8" in metadata.content
+        assert item["core-metadata"] == {"sha256": hashlib.sha256(metadata.content).hexdigest()}
+        assert metadata.headers["ETag"] == f'"{item["core-metadata"]["sha256"]}"'
+        html = get(server, "r/team/simple/html-only/", auth=("__token__", READ)).text
+        assert f'data-core-metadata="sha256={item["core-metadata"]["sha256"]}"' in html
+        target = tmp_path / "target-uv"
+        clients.uv_pip_install(index(server), target, "html-only", env=client_env)
+        assert [p.name for p in target.glob("*.dist-info")] == ["html_only-3.0.dist-info"]
     finally:
         process.terminate()
         process.wait(timeout=10)
