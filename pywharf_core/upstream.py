@@ -619,6 +619,7 @@ class _Tee:
 
         hashes = dists.Hashes()
         held: bytes | None = None
+        verified = False
         try:
             for chunk in self._response.iter_content(CHUNK):
                 if not chunk:
@@ -642,16 +643,27 @@ class _Tee:
                 )
                 self._upstream.stats.add("errors")
                 raise BackendUnavailable(f"upstream sent other bytes than declared for {self._key}")
-            self._upstream._put_cached(self._key, self._staged)
+            verified = True
             if held is not None:
                 yield held
-            if self.derive:  # the client has every byte: this costs it no time
-                self._upstream._derive_metadata(self._key, self._staged)
         except requests.RequestException as exc:
             self._upstream.stats.add("errors")
             raise BackendUnavailable(f"the upstream download of {self._key} broke off") from exc
         finally:
-            self.close()
+            try:
+                if verified:  # the client has every byte: committing costs it no time
+                    self._commit()
+            finally:
+                self.close()
+
+    def _commit(self) -> None:
+        try:
+            self._upstream._put_cached(self._key, self._staged)
+        except (OSError, BackendError) as exc:  # served, not kept: the next download asks again
+            log.warning("%s: cannot cache %s: %s", self._upstream.repo_name, self._key, exc)
+            return
+        if self.derive:
+            self._upstream._derive_metadata(self._key, self._staged)
 
     def close(self) -> None:
         if self._closed:
