@@ -9,9 +9,7 @@ core metadata by readme-renderer (PyPI's renderer, sanitised with nh3).
 from __future__ import annotations
 
 import datetime as dt
-import email.parser
 import threading
-import urllib.request
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +23,11 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from . import audit
 from . import manage as manage_files
-from .backend import Access, FileStream, LocalFile, OpenedFile
+from .backend import Access
 from .blocking import run_blocking
 from .dists import normalize
 from .errors import BackendError, BadRequest, FileMissing, NotFound, NotPermitted
+from .metadata import read_stored_metadata
 from .records import FileRecord
 from .repository import Repositories, Repository
 from .sessions import SessionSigner
@@ -48,7 +47,6 @@ PAGE_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
-MAX_METADATA_FETCH = 16 * 1024 * 1024
 
 
 def _signer(request: Request) -> SessionSigner:
@@ -347,10 +345,9 @@ def _description(repo: Repository, record: FileRecord) -> Described:
         if key in _DESCRIPTIONS:
             return _DESCRIPTIONS[key]
     try:
-        raw = _read_small(repo.backend.open_file(record, metadata=True))
+        message = read_stored_metadata(repo.backend, record)
     except BackendError:
         return Described()
-    message = email.parser.BytesParser().parsebytes(raw)
     summary = message.get("Summary")
     body = message.get_payload()
     text = body if isinstance(body, str) and body.strip() else message.get("Description", "")
@@ -385,19 +382,6 @@ def _render_description(text: str, kind: str) -> Markup:
     if rendered is None:  # plain text, or reStructuredText that did not render
         rendered = readme_renderer.txt.render(text)
     return Markup(rendered)  # noqa: S704 (sanitised by readme-renderer's nh3 cleaner)
-
-
-def _read_small(opened: OpenedFile) -> bytes:
-    if isinstance(opened, LocalFile):
-        with opened.path.open("rb") as handle:
-            return handle.read(MAX_METADATA_FETCH)
-    if isinstance(opened, FileStream):
-        try:
-            return b"".join(opened.chunks)[:MAX_METADATA_FETCH]
-        finally:
-            opened.close()
-    with urllib.request.urlopen(opened.url, timeout=30) as response:  # noqa: S310 (backend URL)
-        return bytes(response.read(MAX_METADATA_FETCH))
 
 
 def _when(record: FileRecord) -> str:
