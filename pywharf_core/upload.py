@@ -186,13 +186,14 @@ def _validate_describe_store(
         manage.check_filename_reuse(repo, dist.filename, upload.staged.sha256)
 
     # -- describe
-    record, metadata = dists.describe(
+    described = dists.describe(
         upload.staged.path,
         dist,
         upload_time=time.time(),
         sha256=upload.staged.sha256,
         size=upload.staged.size,
     )
+    record, metadata = described.record, described.metadata
 
     # -- store
     try:
