@@ -32,6 +32,7 @@ from .records import FileRecord
 from .repository import Repositories, Repository
 from .sessions import SessionSigner
 from .status import STATUSES, checked_status, set_status
+from .summaries import MAX_QUERY_CHARS, Search, latest_described
 from .throttle import FailureThrottle
 
 TEMPLATES = Environment(
@@ -183,20 +184,44 @@ async def root(request: Request) -> Response:
 
 
 def repository_home(request: Request, repo: Repository, access: Access) -> Response:
-    query = request.query_params.get("q", "").strip().lower()
+    """The projects, or those whose name or summary holds every word of ``q``. Summaries
+    come from the repository's summary cache (never a backend call); projects it has not
+    described yet are described in the background (``SummaryCache.fill_soon``)."""
+    query = request.query_params.get("q", "")
+    projects = repo.index.snapshot.projects
+    error = None
+    if len(query) > MAX_QUERY_CHARS:  # no name or summary is that long: a mistake, said so
+        error = f"The search is longer than {MAX_QUERY_CHARS} characters; shorten it."
+        query = query[:MAX_QUERY_CHARS]
+    query = query.strip()
+    search = Search.parse(query)
     rows = []
-    for name, records in repo.index.snapshot.projects.items():
-        if query and query not in name:
+    for name, records in () if error else projects.items():
+        # A quarantined project shows nothing from its files (as its page does).
+        hidden = repo.status_of(name).hides_files
+        summary = "" if hidden else repo.summaries.summary(name)
+        if not search.matches(name, summary):
             continue
         latest = max(records, key=lambda r: r.upload_time)
-        rows.append({"name": name, "version": latest.version, "uploaded": _when(latest)})
+        rows.append(
+            {
+                "name": name,
+                "version": latest.version,
+                "uploaded": _when(latest),
+                "summary": summary,
+            }
+        )
+    repo.summaries.fill_soon()
     return _page(
         "home.html",
+        400 if error else 200,
         title=repo.name,
         repo=repo.name,
         rows=rows,
         query=query,
-        total=len(repo.index.snapshot.projects),
+        max_query=MAX_QUERY_CHARS,
+        error=error,
+        total=len(projects),
         access=access.name.lower(),
         home=home_url(request),
         logout=site_url(request, "logout/"),
@@ -221,7 +246,7 @@ async def project_page(
                 "yanked": record.yanked,
             }
         )
-    latest = _latest_with_metadata(records)
+    latest = latest_described(records)
     described = Described()
     if latest is not None:
         described = await run_blocking(_description, repo, latest)
@@ -315,11 +340,6 @@ async def manage(request: Request) -> Response:
     else:
         raise BadRequest("Unknown action: one of yank, unyank, delete, status")
     return RedirectResponse(back, status_code=303)
-
-
-def _latest_with_metadata(records: tuple[FileRecord, ...]) -> FileRecord | None:
-    with_metadata = [r for r in records if r.core_metadata_sha256]
-    return with_metadata[-1] if with_metadata else None
 
 
 @dataclass(frozen=True)
