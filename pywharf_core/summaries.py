@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import threading
@@ -248,7 +249,9 @@ class SummaryCache:
             self._entries[project] = (filename, summary)
             try:
                 self._path.parent.mkdir(parents=True, exist_ok=True)
-                with self._path.open("a", encoding="utf-8") as handle:
+                # 0600, as replace_file writes it: a private repository's summaries.
+                fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                with os.fdopen(fd, "a", encoding="utf-8") as handle:
                     handle.write(line)
             except OSError as exc:  # a cache: the page still works, a later fill redoes it
                 log.warning("%s: cannot write %s: %s", self._name, self._path, exc)

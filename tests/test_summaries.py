@@ -117,6 +117,7 @@ def test_an_upload_is_kept_and_survives_a_restart(tmp_path: Path) -> None:
     projects = {"acme": (old, new)}
     cache = SummaryCache(path, Reader({}), lambda: projects)
     cache.offer(new, "Forecasts\n  for everyone")
+    assert path.stat().st_mode & 0o777 == 0o600  # a private repository's summaries
     cache.offer(old, "The old summary")  # an older release uploaded late: not kept
     assert cache.summary("acme") == "Forecasts for everyone"
     again = SummaryCache(path, Reader({}), lambda: projects)
@@ -206,7 +207,8 @@ def test_the_lazy_fill_reads_stored_metadata_through_the_backend(tmp_path: Path)
     reopened = Repository.open(config, tmp_path, None, AccessCache(60, 60))
     assert reopened.summaries.summary("acme-weather") == "Barometric pressure, café"
     assert reopened.summaries.stale(reopened.index.snapshot.projects) == []
-    assert stored.filename in (tmp_path / "cache" / "team" / "summaries.jsonl").read_text()
+    kept = tmp_path / "cache" / "team" / "summaries.jsonl"
+    assert stored.filename in kept.read_text() and kept.stat().st_mode & 0o777 == 0o600
     # A sidecar gone from storage: no summary, no error, and no second read at once.
     fresh = store_elsewhere(reopened, "gone-meta", "1.0", "x")
     opened = reopened.backend.open_file(fresh, metadata=True)
