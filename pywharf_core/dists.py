@@ -193,6 +193,7 @@ class CoreMetadata:
     requires_python: str | None
     #: The verbatim file, served per PEP 658 (wheels only); None for sdists.
     raw: bytes | None
+    summary: str | None = None
 
 
 def read_core_metadata(path: Path, dist: DistFilename) -> CoreMetadata:
@@ -231,7 +232,8 @@ def read_core_metadata(path: Path, dist: DistFilename) -> CoreMetadata:
                 f"{dist.filename}: Requires-Python {requires_python!r} is not a valid "
                 "version specifier (PEP 440)"
             ) from None
-    return CoreMetadata(name, version, requires_python, raw if dist.is_wheel else None)
+    summary = fields.get("summary")
+    return CoreMetadata(name, version, requires_python, raw if dist.is_wheel else None, summary)
 
 
 #: What zipfile raises for archives it cannot read: corrupt, an encrypted member
@@ -330,6 +332,17 @@ class _Budgeted:
         return data
 
 
+@dataclass(frozen=True)
+class Description:
+    """What ``describe`` makes of a file: its index record, the core-metadata file to
+    store beside it (wheels; ``None`` for sdists), and its ``Summary`` (for the summary
+    cache: index records carry no per-file text)."""
+
+    record: FileRecord
+    metadata: bytes | None
+    summary: str | None
+
+
 def describe(
     path: Path,
     dist: DistFilename,
@@ -339,10 +352,10 @@ def describe(
     size: int | None = None,
     yanked: str | None = None,
     backend_ref: str = "",
-) -> tuple[FileRecord, bytes | None]:
-    """The index record of the distribution file at ``path``, and its core-metadata file
-    (wheels) to store beside it. ``sha256`` and ``size`` are computed when not given
-    (an upload has them from its one pass over the bytes)."""
+) -> Description:
+    """The index record of the distribution file at ``path``, its core-metadata file
+    (wheels) to store beside it, and its summary. ``sha256`` and ``size`` are computed
+    when not given (an upload has them from its one pass over the bytes)."""
     meta = read_core_metadata(path, dist)
     record = FileRecord(
         project=dist.project,
@@ -356,4 +369,4 @@ def describe(
         core_metadata_sha256=sha256_bytes(meta.raw) if meta.raw is not None else None,
         backend_ref=backend_ref,
     )
-    return record, meta.raw
+    return Description(record, meta.raw, meta.summary)

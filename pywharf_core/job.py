@@ -142,10 +142,10 @@ def _from_stored_fields(
 def _describe(backend: Backend, entry: StoredFile, dist: dists.DistFilename) -> FileRecord:
     with tempfile.TemporaryDirectory(prefix="pywharf-describe-") as folder:
         local = backend.fetch_file(entry, Path(folder) / dist.filename)
-        record, metadata = dists.describe(
+        described = dists.describe(
             local, dist, upload_time=entry.mtime, yanked=entry.yanked, backend_ref=entry.ref
         )
-    return backend.adopt_file(entry, record, metadata)
+    return backend.adopt_file(entry, described.record, described.metadata)
 
 
 def terminal_progress(name: str) -> Callable[[int], None] | None:

@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from functools import partial
 from pathlib import Path
 
 from .auth import AccessCache
@@ -22,6 +23,7 @@ from .pagecache import PageCache
 from .records import FileRecord
 from .state import StateStore
 from .status import ACTIVE, STATUS, ProjectStatus, parse_statuses
+from .summaries import Projects, SummaryCache, read_summary
 from .tokens import TokenStore
 from .upstream import Upstream
 
@@ -73,6 +75,13 @@ class Repository:
         )
         #: API tokens (kept in ``state``).
         self.tokens = TokenStore(self.state, self.policy.sync_index_interval)
+        #: Each project's summary, for the home page's search (a cache under ROOT).
+        self.summaries = SummaryCache(
+            state_dir / "summaries.jsonl",
+            partial(read_summary, backend),
+            self._whole_index,
+            self.name,
+        )
         self._remote: dict[str, FileRecord] = {}
         self._remote_version: str | None = None
         self._remote_loaded = False
@@ -148,6 +157,10 @@ class Repository:
         if version != self._status_version:
             self.statuses = parse_statuses(None if current is None else current[0])
             self._status_version = version
+
+    def _whole_index(self) -> Projects | None:
+        """The index's projects, once it has been synced at least once."""
+        return self.index.snapshot.projects if self.synced_at is not None else None
 
     def status_of(self, project: str) -> ProjectStatus:
         """The project's status (PEP 792) as this server last read it."""

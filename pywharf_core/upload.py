@@ -10,7 +10,8 @@
 3. **describe**: ``dists.describe`` reads the core metadata and makes the index record.
 4. **store**: ``backend.put_file``, create-only; identical bytes already stored are a
    no-op, different bytes a conflict.
-5. **index**: the record joins the repository's in-memory index (read-your-writes).
+5. **index**: the record joins the repository's in-memory index (read-your-writes), and
+   its summary the repository's summary cache (the home page's search).
 
 ``accept_upload`` is the one entry; it runs the blocking steps through ``run_blocking``.
 """
@@ -186,13 +187,14 @@ def _validate_describe_store(
         manage.check_filename_reuse(repo, dist.filename, upload.staged.sha256)
 
     # -- describe
-    record, metadata = dists.describe(
+    described = dists.describe(
         upload.staged.path,
         dist,
         upload_time=time.time(),
         sha256=upload.staged.sha256,
         size=upload.staged.size,
     )
+    record, metadata = described.record, described.metadata
 
     # -- store
     try:
@@ -201,10 +203,12 @@ def _validate_describe_store(
         existing = _identical_after_race(repo, record, metadata, exc)
         if existing is None:
             raise
+        repo.summaries.offer(existing, described.summary)
         return UploadOutcome(UploadResult.IDENTICAL, existing)
 
     # -- index
     repo.index.add(stored)
+    repo.summaries.offer(stored, described.summary)  # after the index: see SummaryCache.save
     log.info("%s: stored %s (%d bytes)", repo.name, stored.filename, stored.size)
     return UploadOutcome(UploadResult.STORED, stored)
 

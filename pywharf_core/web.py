@@ -9,9 +9,7 @@ core metadata by readme-renderer (PyPI's renderer, sanitised with nh3).
 from __future__ import annotations
 
 import datetime as dt
-import email.parser
 import threading
-import urllib.request
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,14 +23,16 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from . import audit
 from . import manage as manage_files
-from .backend import Access, FileStream, LocalFile, OpenedFile
+from .backend import Access
 from .blocking import run_blocking
 from .dists import normalize
 from .errors import BackendError, BadRequest, FileMissing, NotFound, NotPermitted
+from .metadata import read_stored_metadata
 from .records import FileRecord
 from .repository import Repositories, Repository
 from .sessions import SessionSigner
 from .status import STATUSES, checked_status, set_status
+from .summaries import MAX_QUERY_CHARS, Search, latest_described
 from .throttle import FailureThrottle
 
 TEMPLATES = Environment(
@@ -48,7 +48,6 @@ PAGE_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
-MAX_METADATA_FETCH = 16 * 1024 * 1024
 
 
 def _signer(request: Request) -> SessionSigner:
@@ -185,20 +184,44 @@ async def root(request: Request) -> Response:
 
 
 def repository_home(request: Request, repo: Repository, access: Access) -> Response:
-    query = request.query_params.get("q", "").strip().lower()
+    """The projects, or those whose name or summary holds every word of ``q``. Summaries
+    come from the repository's summary cache (never a backend call); projects it has not
+    described yet are described in the background (``SummaryCache.fill_soon``)."""
+    query = request.query_params.get("q", "")
+    projects = repo.index.snapshot.projects
+    error = None
+    if len(query) > MAX_QUERY_CHARS:  # no name or summary is that long: a mistake, said so
+        error = f"The search is longer than {MAX_QUERY_CHARS} characters; shorten it."
+        query = query[:MAX_QUERY_CHARS]
+    query = query.strip()
+    search = Search.parse(query)
     rows = []
-    for name, records in repo.index.snapshot.projects.items():
-        if query and query not in name:
+    for name, records in () if error else projects.items():
+        # A quarantined project shows nothing from its files (as its page does).
+        hidden = repo.status_of(name).hides_files
+        summary = "" if hidden else repo.summaries.summary(name)
+        if not search.matches(name, summary):
             continue
         latest = max(records, key=lambda r: r.upload_time)
-        rows.append({"name": name, "version": latest.version, "uploaded": _when(latest)})
+        rows.append(
+            {
+                "name": name,
+                "version": latest.version,
+                "uploaded": _when(latest),
+                "summary": summary,
+            }
+        )
+    repo.summaries.fill_soon()
     return _page(
         "home.html",
+        400 if error else 200,
         title=repo.name,
         repo=repo.name,
         rows=rows,
         query=query,
-        total=len(repo.index.snapshot.projects),
+        max_query=MAX_QUERY_CHARS,
+        error=error,
+        total=len(projects),
         access=access.name.lower(),
         home=home_url(request),
         logout=site_url(request, "logout/"),
@@ -223,7 +246,7 @@ async def project_page(
                 "yanked": record.yanked,
             }
         )
-    latest = _latest_with_metadata(records)
+    latest = latest_described(records)
     described = Described()
     if latest is not None:
         described = await run_blocking(_description, repo, latest)
@@ -319,11 +342,6 @@ async def manage(request: Request) -> Response:
     return RedirectResponse(back, status_code=303)
 
 
-def _latest_with_metadata(records: tuple[FileRecord, ...]) -> FileRecord | None:
-    with_metadata = [r for r in records if r.core_metadata_sha256]
-    return with_metadata[-1] if with_metadata else None
-
-
 @dataclass(frozen=True)
 class Described:
     """What a project page shows from the latest file's core metadata."""
@@ -347,10 +365,9 @@ def _description(repo: Repository, record: FileRecord) -> Described:
         if key in _DESCRIPTIONS:
             return _DESCRIPTIONS[key]
     try:
-        raw = _read_small(repo.backend.open_file(record, metadata=True))
+        message = read_stored_metadata(repo.backend, record)
     except BackendError:
         return Described()
-    message = email.parser.BytesParser().parsebytes(raw)
     summary = message.get("Summary")
     body = message.get_payload()
     text = body if isinstance(body, str) and body.strip() else message.get("Description", "")
@@ -385,19 +402,6 @@ def _render_description(text: str, kind: str) -> Markup:
     if rendered is None:  # plain text, or reStructuredText that did not render
         rendered = readme_renderer.txt.render(text)
     return Markup(rendered)  # noqa: S704 (sanitised by readme-renderer's nh3 cleaner)
-
-
-def _read_small(opened: OpenedFile) -> bytes:
-    if isinstance(opened, LocalFile):
-        with opened.path.open("rb") as handle:
-            return handle.read(MAX_METADATA_FETCH)
-    if isinstance(opened, FileStream):
-        try:
-            return b"".join(opened.chunks)[:MAX_METADATA_FETCH]
-        finally:
-            opened.close()
-    with urllib.request.urlopen(opened.url, timeout=30) as response:  # noqa: S310 (backend URL)
-        return bytes(response.read(MAX_METADATA_FETCH))
 
 
 def _when(record: FileRecord) -> str:

@@ -13,7 +13,7 @@ import requests
 from itsdangerous import URLSafeSerializer
 from wharftest import clients
 from wharftest.distbuilder import build_wheel
-from wharftest.server import WharfServer, get, upload_file
+from wharftest.server import WharfServer, get, upload_file, wait_for
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
@@ -252,6 +252,18 @@ def test_secure_cookie_behind_an_https_proxy(start_server) -> None:
     assert unauthenticated.headers["Location"] == "/pypi/login/?next=/pypi/simple/x/"
 
 
+def logged_in_at_390_px(chromium, server: WharfServer, path: str, secret: str) -> tuple:
+    """A phone-sized browser context and its page, logged in to ``local`` at ``path``."""
+    context = chromium.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    page.goto(server.url + path)
+    page.fill("#repo", "local")
+    page.fill("#secret", secret)
+    page.click("#login")
+    page.wait_for_url(server.url + path)
+    return context, page
+
+
 def test_maintainer_forms_at_390_px(chromium, start_server, tmp_path: Path) -> None:
     server = start_server()
     write = ("local", server.write_secret)
@@ -264,13 +276,7 @@ def test_maintainer_forms_at_390_px(chromium, start_server, tmp_path: Path) -> N
     )
     for dist in (wheel, newer):
         assert upload_file(server, dist.path, "phone-app", dist.version, write).ok
-    context = chromium.new_context(viewport={"width": 390, "height": 844})  # type: ignore[attr-defined]
-    page = context.new_page()
-    page.goto(server.url + "simple/phone-app/")
-    page.fill("#repo", "local")
-    page.fill("#secret", server.write_secret)
-    page.click("#login")
-    page.wait_for_url(server.url + "simple/phone-app/")
+    context, page = logged_in_at_390_px(chromium, server, "simple/phone-app/", server.write_secret)
     assert "foo-bar-baz>=1.0" in page.inner_text("#requires-dist")
     assert "uv add --index local=" in page.inner_text("#install-uv-add")
     overflow = "document.documentElement.scrollWidth - document.documentElement.clientWidth"
@@ -295,3 +301,66 @@ def test_maintainer_forms_at_390_px(chromium, start_server, tmp_path: Path) -> N
     page.wait_for_url(server.url + "simple/phone-app/")
     assert "This project is archived" in page.inner_text("#project-status")
     context.close()
+
+
+def test_search_by_summary_at_390_px(chromium, start_server, tmp_path: Path) -> None:
+    server = start_server()
+    write = ("local", server.write_secret)
+    long_word = "Supercalifragilistic" * 6  # no place to break: the cell must wrap it
+    for name, summary in (
+        ("acme-weather", "Barometric pressure and wind from ACME's stations"),
+        ("acme-tools", f"Command-line helpers, {long_word}"),
+        ("Foo_Bar.baz", "base"),
+    ):
+        wheel = build_wheel(tmp_path / name, name, "1.0", summary=summary)
+        assert upload_file(server, wheel.path, name, "1.0", write).ok
+    context, page = logged_in_at_390_px(chromium, server, "simple/", server.read_secret)
+    assert "Barometric pressure" in page.inner_text("#projects")  # the summary column
+
+    # "barometric" is in no name: only acme-weather's summary holds it.
+    page.fill("#filter", "BAROMETRIC")
+    page.click("form[role=search] button")
+    page.wait_for_url("**/simple/?q=BAROMETRIC")
+    found = page.inner_text("#projects tbody")
+    assert "acme-weather" in found and "acme-tools" not in found and "foo-bar-baz" not in found
+    overflow = "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    assert page.evaluate(overflow) <= 0
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "home-search-390.png"), full_page=True)
+
+    page.fill("#filter", "acme")  # names and summaries alike; the long summary fits too
+    page.click("form[role=search] button")
+    page.wait_for_url("**/simple/?q=acme")
+    found = page.inner_text("#projects tbody")
+    assert "acme-weather" in found and "acme-tools" in found and "foo-bar-baz" not in found
+    assert page.evaluate(overflow) <= 0
+    page.screenshot(path=str(ARTIFACTS / "home-search-long-summary-390.png"), full_page=True)
+
+    answer = page.goto(server.url + "simple/?q=" + "x" * 201)
+    assert answer is not None and answer.status == 400
+    assert "longer than 200 characters" in page.inner_text("#search-error")
+    assert page.evaluate(overflow) <= 0
+    context.close()
+
+
+def test_summaries_of_files_this_server_did_not_describe(start_server, tmp_path: Path) -> None:
+    """Files stored before the summary cache existed (or by another replica) are
+    described in the background once the home page is shown."""
+    root = tmp_path / "root"
+    server = start_server(root=root)
+    wheel = build_wheel(tmp_path / "w", "acme-weather", "1.0", summary="Barometric pressure")
+    assert upload_file(server, wheel.path, "acme-weather", "1.0", ("local", server.write_secret)).ok
+    server.stop()
+    (root / "cache" / "local" / "summaries.jsonl").unlink()  # as before this feature
+    server = start_server(root=root)
+    cookies = session_cookie(server, {"repo": "local", "access": 1, "exp": time.time() + 600})
+
+    def found() -> bool:
+        page = get(
+            server, "simple/?q=barometric", headers={"Accept": BROWSER_ACCEPT}, cookies=cookies
+        )
+        assert page.status_code == 200
+        return 'href="acme-weather/"' in page.text
+
+    wait_for(found, timeout=30, step=0.5)
+    assert "Barometric pressure" in (root / "cache" / "local" / "summaries.jsonl").read_text()

@@ -360,7 +360,8 @@ def snippet_text(name: str) -> str:
 
 def test_systemd_unit_command_line_is_valid() -> None:
     """Covers **[systemd]**: its ExecStart passes the CLI's checks and says what it binds."""
-    from pywharf_core.cli import check_arguments, commands
+    from pywharf_core.cli import commands
+    from pywharf_core.cli_checks import check_arguments
 
     unit = snippet("systemd")
     exec_start = re.search(r"^ExecStart=(\S+) (.*)$", unit, re.M)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 import requests
+from itsdangerous import URLSafeSerializer
 from wharftest.fakeindex import FakeIndex
 from wharftest.server import WharfServer, upload_file, wait_for
 
@@ -86,6 +87,8 @@ QUERIES = [
     b"next=//evil.example/", b"next=/\\evil", b"next=%ff", b"next=http://[", b"q=%ff",
     b"q=" + b"a" * 3000, b"%ff=%fe", b"&&&", b"=", b"format=text/html&format=x",
     b"format=application/vnd.pypi.simple.latest%2Bhtml", b"next=%0d%0aSet-Cookie:x=1",
+    b"q=" + b"x" * 201, b"q=%00", b"q=%e2%80%8b%e2%80%a8", b"q=Foo_Bar.BAZ+base", b"q=%ef%bc%a1",
+    b"q=" + b"a+" * 100, b"q=%c3%9f&q=", b"q=<script>", b"q=%2e%2e%2f",
 ]  # fmt: skip
 STRINGS = [
     b"", b" ", b"\xe9\xe9", b"\xff\xfe", b"\x00", b"\x01\x7f", b"\xc3\x28", b"\xe2\x82\xac",
@@ -166,6 +169,7 @@ class Site:
     wheel_bytes: bytes
     csrf_cookie: bytes
     csrf_token: bytes
+    session: bytes  # a Cookie header value: a read session, for the pages for people
 
 
 def _auth(user: str, secret: str) -> bytes:
@@ -196,6 +200,7 @@ def valid_requests(site: Site) -> list[Maker]:
     read = [(b"Authorization", site.read)]
     write = [(b"Authorization", site.write)]
     json = [(b"Accept", b"application/vnd.pypi.simple.v1+json")]
+    browser = [(b"Accept", b"text/html,application/xhtml+xml"), (b"Cookie", site.session)]
 
     def get(path: bytes, headers: Headers = (), query: bytes = b"") -> Maker:
         return lambda rng: Req(b"GET", path, query, [(b"Host", b"127.0.0.1"), *headers])
@@ -270,6 +275,9 @@ def valid_requests(site: Site) -> list[Maker]:
         get(b"/simple/", read),
         get(b"/simple/", read + json),
         get(b"/simple/", [(b"Accept", b"text/html,application/xhtml+xml")]),
+        get(b"/simple/", browser, query=b"q=base"),  # the home page's search
+        get(b"/r/local/simple/", browser, query=b"q=foo+BAR"),
+        get(b"/simple/foo-bar-baz/", browser),
         get(b"/r/local/simple/", read),
         get(b"/simple/foo-bar-baz/", read),
         get(b"/simple/foo-bar-baz/", read + json),
@@ -550,6 +558,10 @@ def site(tmp_path_factory: pytest.TempPathFactory, dists) -> Iterator[Site]:
     assert upload_file(server, dists.base_wheel.path, "Foo_Bar.baz", "1.0", write).ok
     login = requests.get(server.url + "login/", timeout=10)
     token = login.text.split('name="csrf" value="')[1].split('"')[0]
+    key = (server.root / "session_key").read_text().strip()
+    session = URLSafeSerializer(key, salt="pywharf-session").dumps(
+        {"repo": "local", "access": 1, "exp": time.time() + 3600}
+    )
     yield Site(
         server=server,
         read=_auth("local", server.read_secret),
@@ -558,6 +570,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, dists) -> Iterator[Site]:
         wheel_bytes=dists.base_wheel.path.read_bytes(),
         csrf_cookie=login.cookies["pywharf_csrf"].encode(),
         csrf_token=token.encode(),
+        session=b"pywharf_session=" + session.encode(),
     )
     server.stop()
     upstream.server.stop()

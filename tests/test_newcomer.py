@@ -23,7 +23,7 @@ from wharftest import clients
 from wharftest.cli import pywharf
 from wharftest.server import WharfServer, get, wait_for
 
-from pywharf_core.cli import config_key_rows, format_key_rows
+from pywharf_core.cli_usage import config_key_rows, format_key_rows
 
 
 def one_error_line(result: subprocess.CompletedProcess[str], *words: str) -> str:

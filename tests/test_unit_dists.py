@@ -464,7 +464,8 @@ def test_an_oversized_pkg_info_is_refused(tmp_path: Path) -> None:
 def test_describe_a_wheel_computes_what_it_is_not_given(tmp_path: Path) -> None:
     meta = metadata("foo-bar", "1.0", "Requires-Python: >=3.10")
     wheel = wheel_with(tmp_path, meta)
-    record, raw = describe(wheel, parse_filename(WHEEL), upload_time=1.5, backend_ref="ref/1")
+    described = describe(wheel, parse_filename(WHEEL), upload_time=1.5, backend_ref="ref/1")
+    record, raw = described.record, described.metadata
     assert raw == meta
     assert record.project == "foo-bar" and record.filename == WHEEL and record.version == "1.0"
     assert record.sha256 == hashlib.sha256(wheel.read_bytes()).hexdigest()
@@ -479,11 +480,14 @@ def test_describe_a_wheel_computes_what_it_is_not_given(tmp_path: Path) -> None:
 
 
 def test_describe_trusts_given_hash_and_size_and_keeps_the_yank(tmp_path: Path) -> None:
-    sdist = write_targz(tmp_path / "foo-bar-1.0.tar.gz", {"foo-bar-1.0/PKG-INFO": metadata()})
-    record, raw = describe(
+    pkg_info = metadata("foo-bar", "1.0", "Summary: Forecasts for café owners")
+    sdist = write_targz(tmp_path / "foo-bar-1.0.tar.gz", {"foo-bar-1.0/PKG-INFO": pkg_info})
+    described = describe(
         sdist, parse_filename(sdist.name), upload_time=0.0, sha256="f" * 64, size=7, yanked=""
     )
+    record, raw = described.record, described.metadata
     assert raw is None and record.core_metadata_sha256 is None
+    assert described.summary == "Forecasts for café owners"  # for the summary cache
     assert (record.sha256, record.size, record.yanked) == ("f" * 64, 7, "")
 
 
