@@ -15,24 +15,26 @@ import time
 from pathlib import Path
 
 
-def write_temp(directory: Path, data: bytes) -> Path:
-    """A new fsynced file in ``directory`` holding ``data`` (mode 0600)."""
+def write_temp(directory: Path, data: bytes, durable: bool = True) -> Path:
+    """A new file in ``directory`` holding ``data`` (mode 0600), fsynced when
+    ``durable`` (a cache that is checked when read may skip the fsync)."""
     directory.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=directory, prefix=leftover_prefix(".tmp-"), suffix=".part")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
     except BaseException:
         Path(name).unlink(missing_ok=True)  # a full disk leaves no partial file behind
         raise
     return Path(name)
 
 
-def replace_file(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically."""
-    os.replace(write_temp(path.parent, data), path)
+def replace_file(path: Path, data: bytes, durable: bool = True) -> None:
+    """Replace ``path`` with ``data`` atomically (see ``write_temp`` for ``durable``)."""
+    os.replace(write_temp(path.parent, data, durable), path)
 
 
 def create_once(path: Path, data: bytes) -> bool:

@@ -287,7 +287,8 @@ class Upstream:
         if page.missing:
             return  # a negative answer lives in memory only: unknown names fill no disk
         try:
-            replace_file(self._page_path(page.project), page.to_json().encode("utf-8"))
+            # Not fsynced: a page cut short by a crash does not parse and is asked again.
+            replace_file(self._page_path(page.project), page.to_json().encode("utf-8"), False)
         except OSError as exc:  # the in-memory copy serves; a restart asks again
             log.warning(
                 "%s: cannot keep the upstream page of %s: %s", self.repo_name, page.project, exc
@@ -496,7 +497,7 @@ class Upstream:
             page = replace(page, derived={**page.derived, filename: sha256})
             self._pages[project] = page
             try:  # under the lock: a newer page kept meanwhile is never overwritten
-                replace_file(self._page_path(project), page.to_json().encode("utf-8"))
+                replace_file(self._page_path(project), page.to_json().encode("utf-8"), False)
             except OSError:
                 pass  # the in-memory page offers it; a restart derives it again
 
