@@ -23,7 +23,9 @@ import logging
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,10 @@ from .records import FileRecord
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
+#: Files fetched and described at once by update_index, and how far the listing may run
+#: ahead of the oldest of them (records are yielded in the backend's order).
+DESCRIBE_WORKERS = 4
+DESCRIBE_WINDOW = 256
 
 
 @dataclass(frozen=True)
@@ -92,27 +98,60 @@ def update_index(backend: Backend, progress: Callable[[int], None] | None = None
 
 def list_records(backend: Backend, known: Mapping[str, FileRecord]) -> Iterator[FileRecord]:
     """The index record of every distribution file the backend holds (see the module's
-    docstring for the rules). A file that cannot be described is skipped with a warning."""
-    for entry in backend.list_files():
-        try:
-            dist = dists.parse_filename(entry.filename)
-        except InvalidFilename:
-            continue  # not a distribution file
-        previous = known.get(entry.ref)
-        if (
-            previous is not None
-            and previous.filename == entry.filename
-            and previous.size == entry.size
-            and previous.upload_time == entry.mtime
-            and (previous.core_metadata_sha256 is None or entry.has_metadata)
-        ):
-            yield previous.with_changes(yanked=entry.yanked)
-            continue
-        try:
-            record = _from_stored_fields(backend, entry, dist)
-            yield record if record is not None else _describe(backend, entry, dist)
-        except (InvalidMetadata, FileMissing) as exc:
-            log.warning("skipping %s: %s", entry.ref, exc)
+    docstring for the rules), in the backend's order. A file that cannot be described is
+    skipped with a warning. Files to fetch and describe are handled ``DESCRIBE_WORKERS``
+    at a time (fetching, hashing and fsyncing the sidecars wait on I/O, not on Python)."""
+    with (
+        tempfile.TemporaryDirectory(prefix="pywharf-describe-") as folder,
+        ThreadPoolExecutor(DESCRIBE_WORKERS, thread_name_prefix="describe") as pool,
+    ):
+        pending: deque[FileRecord | Future[FileRecord | None]] = deque()
+        for number, entry in enumerate(backend.list_files()):
+            previous = known.get(entry.ref)
+            if (
+                previous is not None
+                and previous.filename == entry.filename
+                and previous.size == entry.size
+                and previous.upload_time == entry.mtime
+                and (previous.core_metadata_sha256 is None or entry.has_metadata)
+            ):
+                # Known and unchanged (its name was parsed when it was described): at a
+                # million files, parsing each name again and copying each record cost
+                # minutes.
+                same = previous.yanked == entry.yanked
+                pending.append(previous if same else previous.with_changes(yanked=entry.yanked))
+            else:
+                try:
+                    dist = dists.parse_filename(entry.filename)
+                except InvalidFilename:
+                    continue  # not a distribution file
+                into = Path(folder) / f"{number}-{dist.filename}"
+                pending.append(pool.submit(_record_of, backend, entry, dist, into))
+            while pending and (len(pending) > DESCRIBE_WINDOW or _ready(pending[0])):
+                if (record := _result(pending.popleft())) is not None:
+                    yield record
+        while pending:
+            if (record := _result(pending.popleft())) is not None:
+                yield record
+
+
+def _ready(item: FileRecord | Future[FileRecord | None]) -> bool:
+    return not isinstance(item, Future) or item.done()
+
+
+def _result(item: FileRecord | Future[FileRecord | None]) -> FileRecord | None:
+    return item.result() if isinstance(item, Future) else item
+
+
+def _record_of(
+    backend: Backend, entry: StoredFile, dist: dists.DistFilename, into: Path
+) -> FileRecord | None:
+    try:
+        record = _from_stored_fields(backend, entry, dist)
+        return record if record is not None else _describe(backend, entry, dist, into)
+    except (InvalidMetadata, FileMissing) as exc:
+        log.warning("skipping %s: %s", entry.ref, exc)
+        return None
 
 
 def _from_stored_fields(
@@ -139,12 +178,16 @@ def _from_stored_fields(
     )
 
 
-def _describe(backend: Backend, entry: StoredFile, dist: dists.DistFilename) -> FileRecord:
-    with tempfile.TemporaryDirectory(prefix="pywharf-describe-") as folder:
-        local = backend.fetch_file(entry, Path(folder) / dist.filename)
+def _describe(
+    backend: Backend, entry: StoredFile, dist: dists.DistFilename, into: Path
+) -> FileRecord:
+    local = backend.fetch_file(entry, into)  # ``into``, or a path of the backend's own
+    try:
         described = dists.describe(
             local, dist, upload_time=entry.mtime, yanked=entry.yanked, backend_ref=entry.ref
         )
+    finally:
+        into.unlink(missing_ok=True)  # only ever the copy fetched here
     return backend.adopt_file(entry, described.record, described.metadata)
 
 
