@@ -19,7 +19,6 @@ and beside them, ``GET /audit/`` and ``GET /r/<repo>/audit/``: the audit log (JS
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -46,6 +45,7 @@ from . import audit, manage, status, web
 from .auth import parse_basic_auth
 from .backend import Access, FileStream, LocalFile, OpenedFile, RedirectTo, compare_secrets
 from .blocking import run_blocking
+from .codings import IDENTITY, choose_coding
 from .dists import normalize
 from .errors import (
     AuthRequired,
@@ -57,7 +57,7 @@ from .errors import (
     NotPermitted,
 )
 from .negotiation import content_type_header, negotiate
-from .pagecache import RenderedPage, etag_matches
+from .pagecache import RenderedPage, etag_matches, rendered
 from .promote import promote as promote_release
 from .records import FileRecord
 from .repository import Repositories, Repository
@@ -180,7 +180,11 @@ async def list_or_upload(request: Request) -> Response:
     media_type = _media_type(request)
     snapshot = repo.index.snapshot
     page = repo.pages.get(
-        None, media_type, snapshot.projects, lambda: render(project_list_data(snapshot), media_type)
+        None,
+        media_type,
+        snapshot.projects,
+        lambda: render(project_list_data(snapshot), media_type),
+        coding=_coding(request),
     )
     return _page_response(request, page, media_type)
 
@@ -217,6 +221,7 @@ async def project_page(request: Request) -> Response:
         records,
         lambda: render(project_page_data(project, records, status), media_type),
         variant=status,
+        coding=_coding(request),
     )
     return _page_response(request, page, media_type)
 
@@ -242,11 +247,12 @@ async def _upstream_page(
     def render_page() -> bytes:
         return render(upstream.page_data(served, records, API_VERSION), media_type)
 
-    if records:  # mixed: rendered each time (both halves change independently)
-        body = render_page()
-        page = RenderedPage(body, f'"{hashlib.sha256(body).hexdigest()[:40]}"')
+    if records:  # mixed: rendered each time (both halves change), so never compressed
+        page = rendered(render_page())
     else:
-        page = upstream.pages.get(project, media_type, served.page, render_page)
+        page = upstream.pages.get(
+            project, media_type, served.page, render_page, coding=_coding(request)
+        )
     response = _page_response(request, page, media_type)
     response.headers[UPSTREAM_STATE_HEADER] = served.state
     return response
@@ -269,15 +275,24 @@ def _media_type(request: Request) -> str:
     return negotiate(request.headers.get("accept"), request.query_params.get("format"))
 
 
+def _coding(request: Request) -> str:
+    return choose_coding(request.headers.get("accept-encoding"))
+
+
 def _page_response(request: Request, page: RenderedPage, media_type: str) -> Response:
+    """``page`` (in the coding the client asked for, if any) or a 304. The form sent
+    varies with Accept-Encoding even where it is the same for every coding (a small page):
+    the same page may grow past ``codings.MIN_SIZE``."""
     headers = {
         "ETag": page.etag,
         "Cache-Control": PAGE_CACHE_CONTROL,
-        "Vary": "Accept",
+        "Vary": "Accept, Accept-Encoding",
         **SIMPLE_PAGE_HEADERS,
     }
     if etag_matches(request.headers.get("if-none-match"), page.etag):
         return Response(status_code=304, headers=headers)
+    if page.coding != IDENTITY:
+        headers["Content-Encoding"] = page.coding
     return Response(page.body, headers=headers, media_type=content_type_header(media_type))
 
 

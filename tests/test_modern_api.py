@@ -122,7 +122,7 @@ def test_negotiation(populated: WharfServer, auth, accept: str | None, served: s
     response = get(populated, "simple/foo-bar-baz/", auth=auth, headers=headers)
     assert response.status_code == 200
     assert response.headers["Content-Type"].split(";")[0] == served
-    assert response.headers["Vary"] == "Accept"
+    assert response.headers["Vary"] == "Accept, Accept-Encoding"
     if served == JSON:
         assert response.json()["name"] == "foo-bar-baz"
     else:
