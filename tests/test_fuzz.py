@@ -143,7 +143,12 @@ HEADER_VALUES: dict[bytes, list[bytes]] = {
     b"Sec-Fetch-Dest": [b"document", b"empty"],
     b"Expect": [b"100-continue", b"200-ok", b"\xe9"],
     b"Transfer-Encoding": [b"chunked", b"gzip", b"identity", b"chunked, chunked"],
-    b"Accept-Encoding": [b"gzip", b"br", b"\xe9"],
+    b"Accept-Encoding": [
+        b"gzip", b"br", b"\xe9", b"zstd", b"gzip, deflate, zstd", b"*", b"*;q=0",
+        b"identity;q=0", b"identity;q=0, *;q=0", b"gzip;q=nan", b"zstd;q=1e999", b"gzip;q=-1",
+        b"gzip;q=", b";;;,,,", b"x-gzip;q=0.5, identity;q=0", b"zstd;q=0, gzip;q=0",
+        b"gzip;q=0.5;q=x", b"\xe9;q=\xe9", b"gzip" * 2000, b"",
+    ],
     b"Content-Encoding": [b"gzip", b"\xe9"],
 }  # fmt: skip
 
@@ -201,6 +206,8 @@ def valid_requests(site: Site) -> list[Maker]:
     write = [(b"Authorization", site.write)]
     json = [(b"Accept", b"application/vnd.pypi.simple.v1+json")]
     browser = [(b"Accept", b"text/html,application/xhtml+xml"), (b"Cookie", site.session)]
+    pip = [(b"Accept-Encoding", b"gzip, deflate")]  # pages over 1 KiB come compressed
+    uv = [(b"Accept-Encoding", b"gzip, deflate, zstd")]
 
     def get(path: bytes, headers: Headers = (), query: bytes = b"") -> Maker:
         return lambda rng: Req(b"GET", path, query, [(b"Host", b"127.0.0.1"), *headers])
@@ -282,6 +289,9 @@ def valid_requests(site: Site) -> list[Maker]:
         get(b"/simple/foo-bar-baz/", read),
         get(b"/simple/foo-bar-baz/", read + json),
         get(b"/r/local/simple/foo-bar-baz/", read + json),
+        get(b"/simple/foo-bar-baz/", read + json + uv),
+        get(b"/simple/foo-bar-baz/", read + pip),
+        get(file_path, read + uv),
         get(b"/simple/Foo_Bar.baz", read),
         get(file_path, read),
         get(file_path, [*read, (b"Range", b"bytes=0-9")]),
@@ -556,6 +566,18 @@ def site(tmp_path_factory: pytest.TempPathFactory, dists) -> Iterator[Site]:
     wait_for(accepts, timeout=10)  # uvicorn announces a moment before it listens
     write = ("local", server.write_secret)
     assert upload_file(server, dists.base_wheel.path, "Foo_Bar.baz", "1.0", write).ok
+    # Two more files: the project's pages pass codings.MIN_SIZE, so that their compressed
+    # forms are fuzzed too.
+    assert upload_file(server, dists.base_future.path, "Foo_Bar.baz", "2.0", write).ok
+    assert upload_file(server, dists.base_sdist.path, "Foo_Bar.baz", "1.0", write).ok
+    for accept in ("text/html", "application/vnd.pypi.simple.v1+json"):
+        page = requests.get(
+            server.url + "simple/foo-bar-baz/",
+            auth=("local", server.read_secret),
+            headers={"Accept": accept, "Accept-Encoding": "zstd"},
+            timeout=10,
+        )
+        assert page.headers.get("Content-Encoding") == "zstd", (accept, len(page.content))
     login = requests.get(server.url + "login/", timeout=10)
     token = login.text.split('name="csrf" value="')[1].split('"')[0]
     key = (server.root / "session_key").read_text().strip()
