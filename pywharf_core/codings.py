@@ -14,6 +14,8 @@ import gzip
 import sys
 from collections.abc import Callable, Sequence
 
+from .negotiation import parse_weighted
+
 IDENTITY = "identity"
 
 #: Pages smaller than this are sent as they are: what compression would save fits in the
@@ -88,20 +90,9 @@ def choose_coding(accept_encoding: str | None, offered: Sequence[str] = OFFERED)
 
 
 def _parse_item(item: str) -> tuple[str | None, float]:
-    coding, *params = (part.strip() for part in item.split(";"))
-    coding = coding.lower()
-    if not coding:
+    coding, q = parse_weighted(item)
+    if coding is None or not 0.0 <= q <= 1.0:  # also nan, inf: not a qvalue
         return None, 0.0
-    q = 1.0
-    for param in params:
-        key, _, value = param.partition("=")
-        if key.strip().lower() == "q":
-            try:
-                q = float(value)
-            except ValueError:
-                return None, 0.0
-            if not 0.0 <= q <= 1.0:  # also nan, inf: not a qvalue
-                return None, 0.0
     return _ALIASES.get(coding, coding), q
 
 

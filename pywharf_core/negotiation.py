@@ -35,7 +35,7 @@ def negotiate(accept: str | None, format_override: str | None = None) -> str:
     best: tuple[float, int, int] | None = None  # (q, explicit, preference) — higher wins
     chosen_type = None
     for item in accept.split(","):
-        media, q = _parse_item(item)
+        media, q = parse_weighted(item)
         if media is None or q <= 0:
             continue
         explicit = media in _NAMED
@@ -50,7 +50,10 @@ def negotiate(accept: str | None, format_override: str | None = None) -> str:
     return chosen_type
 
 
-def _parse_item(item: str) -> tuple[str | None, float]:
+def parse_weighted(item: str) -> tuple[str | None, float]:
+    """One item of ``Accept`` or ``Accept-Encoding`` (``value;param=…;q=…``): the value,
+    lowercased, and its q (1 unless given); ``(None, 0.0)`` when the value is empty or
+    q is no number."""
     parts = [p.strip() for p in item.split(";")]
     media = parts[0].lower()
     if not media:
