@@ -167,6 +167,37 @@ def test_uvicorn_sends_the_same(site: Site, start_server) -> None:
         assert data == site.wheels[0].path.read_bytes()
 
 
+def test_pages_from_an_upstream_index_are_compressed_too(
+    site: Site, start_server, tmp_path: Path
+) -> None:
+    """A second pywharf with the first as its upstream: the upstream page, cached, is
+    compressed like a local one (the upstream's own compressed answer decoded on the way)."""
+    upstream = (
+        f"http://__token__:{site.server.read_secret}@127.0.0.1:{site.server.port}/r/local/simple/"
+    )
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[team]\ntype = "file_system"\nread_secret = "team-read-secret-00"\n'
+        f'write_secret = "team-write-secret-0"\nupstream_url = "{upstream}"\n'
+    )
+    server = start_server("--config", str(config))
+    down = Site(server, site.wheels, site.sdist, basic_auth("__token__", "team-read-secret-00"))
+    path = "r/team/simple/squeeze/"
+    plain, body = fetch(down, path, Accept=JSON, **{"Accept-Encoding": "identity"})
+    assert plain.status == 200 and len(body) >= MIN_SIZE
+    for coding, decompress in DECOMPRESS.items():
+        ae = {"Accept": JSON, "Accept-Encoding": coding}
+        response, sent = fetch(down, path, **ae)
+        assert response.getheader("Content-Encoding") == coding
+        assert decompress(sent) == body
+        assert response.getheader("ETag") != plain.getheader("ETag")
+        again, _ = fetch(down, path, **ae, **{"If-None-Match": response.getheader("ETag")})
+        assert again.status == 304
+    wheel, data = fetch(down, f"{path}{site.wheel.filename}", **{"Accept-Encoding": "zstd"})
+    assert wheel.getheader("Content-Encoding") is None
+    assert data == site.wheel.path.read_bytes()
+
+
 @pytest.mark.parametrize("which, suffix", [("wheel", ""), ("sdist", ""), ("wheel", ".metadata")])
 def test_files_and_metadata_are_never_compressed(site: Site, which: str, suffix: str) -> None:
     dist: Dist = getattr(site, which)
