@@ -38,6 +38,19 @@ TREE = 30
 LARGE_MIB = 1000
 USER, READ, WRITE = "bench", "bench-read", "bench-write"
 CONNECTIONS = 16
+#: What the clients send for a page (pip 26, uv 0.13): the bytes each gets for /simple/.
+CLIENT_HEADERS = {
+    "pip": (
+        "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, "
+        "text/html; q=0.01",
+        "gzip, deflate",
+    ),
+    "uv": (
+        "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "
+        "text/html;q=0.01",
+        "gzip, deflate, zstd",
+    ),
+}
 ROUNDS = 3  # tree installs and downloads: the median of this many
 
 
@@ -467,6 +480,17 @@ def wrk(
     return rate, float(p50.group(1)) * scale
 
 
+def wire_bytes(url: str, headers: list[str]) -> int:
+    """Bytes of one answer as sent (status line, headers and body, still compressed)."""
+    done = subprocess.run(
+        ["curl", "-s", "-o", "/dev/null", "-w", "%{size_header} %{size_download}", *headers, url],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return sum(int(n) for n in done.stdout.split())
+
+
 def timed(command: list[str], env: dict[str, str] | None = None) -> float:
     started = time.monotonic()
     subprocess.run(command, check=True, capture_output=True, env=env)
@@ -516,6 +540,15 @@ def measure(server: Server, work: Path, big: Path | None) -> dict[str, str]:
     figures["GET /simple/ p50 ms, 1 client"] = "—" if p50 != p50 else f"{p50:.2f}"
     _, p50 = wrk(server.index, headers)
     figures[f"GET /simple/ p50 ms, {CONNECTIONS} clients"] = f"{p50:.2f}"
+    uv_accept, _ = CLIENT_HEADERS["uv"]
+    figures["GET /simple/ bytes on the wire, uncompressed"] = str(
+        wire_bytes(server.index, [*headers, "-H", f"Accept: {uv_accept}"])
+    )
+    for tool, (accept, encodings) in CLIENT_HEADERS.items():
+        asked = ["-H", f"Accept: {accept}", "-H", f"Accept-Encoding: {encodings}"]
+        figures[f"GET /simple/ bytes on the wire, as {tool} asks ({encodings})"] = str(
+            wire_bytes(server.index, [*headers, *asked])
+        )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
     env.update(PIP_CONFIG_FILE=os.devnull, UV_NO_CONFIG="1", UV_CACHE_DIR=str(work / "uv-cache"))
     for tool in ("pip", "uv"):
