@@ -253,8 +253,9 @@ async def project_page(
     index_url = str(request.base_url) + (
         f"r/{quote(repo.name)}/simple/" if request.path_params.get("repo") else "simple/"
     )
-    host_part = index_url.split("://", 1)
-    auth_url = f"{host_part[0]}://{quote(repo.name)}:READ_SECRET@{host_part[1]}"
+    scheme, separator, rest = index_url.partition("://")
+    # No "://" where the Host (a trusted proxy's X-Forwarded-Host) was no host name.
+    auth_url = f"{scheme}://{quote(repo.name)}:READ_SECRET@{rest}" if separator else index_url
     nonce, csrf = _signer(request).csrf_token(request)
     response = _page(
         "project.html",

@@ -617,6 +617,22 @@ def test_no_request_gets_a_5xx(site: Site) -> None:
     assert not tracebacks, f"{len(tracebacks)} tracebacks; the first:\n{tracebacks[0]}"
 
 
+def test_a_forwarded_host_that_is_no_host_on_the_page_for_people(site: Site) -> None:
+    """Found by this fuzzer (seed 14, request 17257): the project page for people split
+    its index URL at "://", which a URL built from a Host that is no host name lacks."""
+    for host in (b"\xc3(", b"\xff\xfe", b"["):
+        headers = [
+            (b"Host", b"127.0.0.1"),
+            (b"Accept", b"text/html,application/xhtml+xml"),
+            (b"Cookie", site.session),
+            (b"X-Forwarded-Host", host),
+        ]
+        assert (
+            send(site.server.port, Req(b"GET", b"/simple/foo-bar-baz/", headers=headers).raw())
+            == 200
+        )
+
+
 def test_the_mutator_is_reproducible(site: Site) -> None:
     makers = valid_requests(site)
     assert make_request(makers, "s", 5) == make_request(makers, "s", 5)
