@@ -620,7 +620,6 @@ class _Tee:
 
         hashes = dists.Hashes()
         held: bytes | None = None
-        verified = False
         try:
             for chunk in self._response.iter_content(CHUNK):
                 if not chunk:
@@ -644,27 +643,26 @@ class _Tee:
                 )
                 self._upstream.stats.add("errors")
                 raise BackendUnavailable(f"upstream sent other bytes than declared for {self._key}")
-            verified = True
+            # Committed before the last chunk: a download that starts (here or on another
+            # replica) after this one ended finds the file in the cache.
+            committed = self._commit()
             if held is not None:
                 yield held
+            if committed and self.derive:  # the client has every byte: it waits for nothing
+                self._upstream._derive_metadata(self._key, self._staged)
         except requests.RequestException as exc:
             self._upstream.stats.add("errors")
             raise BackendUnavailable(f"the upstream download of {self._key} broke off") from exc
         finally:
-            try:
-                if verified:  # the client has every byte: committing costs it no time
-                    self._commit()
-            finally:
-                self.close()
+            self.close()
 
-    def _commit(self) -> None:
+    def _commit(self) -> bool:
         try:
             self._upstream._put_cached(self._key, self._staged)
         except (OSError, BackendError) as exc:  # served, not kept: the next download asks again
             log.warning("%s: cannot cache %s: %s", self._upstream.repo_name, self._key, exc)
-            return
-        if self.derive:
-            self._upstream._derive_metadata(self._key, self._staged)
+            return False
+        return True
 
     def close(self) -> None:
         if self._closed:
