@@ -1,35 +1,124 @@
-"""How pywharf's costs grow with the index: page throughput and start-up time at
-100, 1,000, 10,000 and 100,000 files (4 files a project).
+"""How pywharf's costs grow with the index: start-up, memory and page throughput at
+1,000, 100,000 and 1,000,000 files (4 files a project).
 
-    python benchmarks/scale.py [--sizes 100,1000,10000,100000] [--server waitress|uvicorn]
+    python benchmarks/scale.py [--sizes 1000,100000,1000000] [--server waitress|uvicorn]
+                               [--work DIR] [--touch 1000]
 
-For each size: builds small real wheels, runs update_index, starts the server on a fresh
-ROOT (a first start parses the TOML index), restarts it (the parsed index is cached),
-and measures one project page with wrk (16 connections). Prints a table. Needs wrk.
+For each size, a corpus in the file_system backend's layout: the first 1,000 files are
+small real wheels (the projects that clients fetch), indexed by ``update_index``; the
+rest are synthetic records (a sha256, a size, an upload time, no file) appended straight
+to the remote index file, so a million records need no million wheels. Corpora are kept
+under ``--work`` and reused: a before/after comparison reads the same index bytes.
+
+Then: a first start on a fresh ROOT (the TOML index is parsed), the peak RSS of that
+start (VmHWM), a restart on that ROOT, the idle RSS, the RSS after fetching the pages of
+``--touch`` random projects (one client, keep-alive; their median time too), and one
+project page with wrk at 16 connections and at 1 (req/s and p50). Prints a table and
+``uptime``. Needs wrk and curl. A tool, not a test: CI does not run it.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
+import http.client
+import random
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import rtoml
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import (  # the same helpers as the side-by-side run
     free_port,
+    peak_rss_mb,
     rss_mb,
     wait_until_up,
     wheel_bytes,
 )
 
 PER_PROJECT = 4
+#: Files of real wheels (the rest of a corpus is records only).
+REAL_FILES = 1_000
+#: Synthetic records are written to the index file this many at a time.
+CHUNK = 20_000
 TOKEN = base64.b64encode(b"scale:scale-read").decode()
+PAGE = "scale-project-7"
+
+
+def project_of(i: int) -> tuple[str, str]:
+    return f"scale-project-{i // PER_PROJECT}", f"1.{i % PER_PROJECT}"
+
+
+def synthetic_record(i: int, mtime: float) -> dict[str, object]:
+    """The index record of file ``i`` as update_index would write it, with no file."""
+    name, version = project_of(i)
+    filename = f"{name.replace('-', '_')}-{version}-py3-none-any.whl"
+    digest = hashlib.sha256(filename.encode()).hexdigest()
+    return {
+        "project": name,
+        "filename": filename,
+        "version": version,
+        "sha256": digest,
+        "size": 1000 + i % 5000,
+        "upload_time": mtime - 1_000_000 + i,
+        "yanked": False,
+        "requires_python": ">=3.8",
+        "core_metadata_sha256": digest[::-1],
+        "backend_ref": f"{name}/{filename}",
+    }
+
+
+def build_corpus(folder: Path, files: int) -> Path:
+    """The storage folder of a corpus of ``files`` files (built once, then reused)."""
+    storage = folder / f"corpus-{files}" / "storage"
+    marker = storage.parent / ".complete"
+    if marker.exists():
+        return storage
+    shutil.rmtree(storage.parent, ignore_errors=True)
+    for i in range(min(files, REAL_FILES)):
+        name, version = project_of(i)
+        target = storage / name
+        target.mkdir(parents=True, exist_ok=True)
+        data = wheel_bytes(name, version, [])
+        (target / f"{name.replace('-', '_')}-{version}-py3-none-any.whl").write_bytes(data)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pywharf_core",
+            "update_index",
+            "file_system",
+            "scale",
+            "--storage_root",
+            str(storage),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    if files > REAL_FILES:
+        index = storage / "index.toml"
+        real = rtoml.loads(index.read_text(encoding="utf-8"))
+        temporary = index.with_suffix(".tmp")
+        with temporary.open("w", encoding="utf-8") as out:
+            out.write(rtoml.dumps({"format_version": 1, "mtime": real["mtime"]}))
+            out.write(rtoml.dumps({"files": real["files"]}, none_value=None))
+            for start in range(REAL_FILES, files, CHUNK):
+                chunk = [
+                    synthetic_record(i, real["mtime"])
+                    for i in range(start, min(start + CHUNK, files))
+                ]
+                out.write(rtoml.dumps({"files": chunk}, none_value=None))
+        temporary.replace(index)
+    marker.touch()
+    return storage
 
 
 def start(work: Path, server: str) -> tuple[subprocess.Popen[bytes], str, float]:
@@ -56,82 +145,118 @@ def start(work: Path, server: str) -> tuple[subprocess.Popen[bytes], str, float]
     )
     url = f"http://127.0.0.1:{port}/simple/"
     header = ["-H", f"Authorization: Basic {TOKEN}"]
-    return process, url, wait_until_up(url + "scale-project-1/", header, started, timeout=300)
+    return process, url, wait_until_up(url + f"{PAGE}/", header, started, timeout=600)
+
+
+def touch(url: str, projects: int, count: int) -> float:
+    """Fetch ``count`` random projects' pages over one connection; the median ms."""
+    host, port = re.match(r"http://([^:/]+):(\d+)", url).groups()  # type: ignore[union-attr]
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    chosen = random.Random(19).sample(range(projects), min(count, projects))  # noqa: S311
+    times = []
+    for number in chosen:
+        began = time.perf_counter()
+        connection.request(
+            "GET", f"/simple/scale-project-{number}/", headers={"Authorization": f"Basic {TOKEN}"}
+        )
+        answer = connection.getresponse()
+        answer.read()
+        times.append(time.perf_counter() - began)
+        if answer.status != 200:
+            raise RuntimeError(f"scale-project-{number}: {answer.status}")
+    connection.close()
+    return statistics.median(times) * 1000
+
+
+def wrk(url: str, connections: int) -> tuple[float, str]:
+    out = subprocess.run(
+        [
+            "wrk",
+            f"-t{min(2, connections)}",
+            f"-c{connections}",
+            "-d6s",
+            "--latency",
+            "-H",
+            f"Authorization: Basic {TOKEN}",
+            url + f"{PAGE}/",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = re.search(r"^\s*50%\s+(\S+)", out, re.M).group(1)  # type: ignore[union-attr]
+    return rate, p50
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    process.wait()
+
+
+def measure(storage: Path, files: int, server: str, count: int) -> tuple[object, ...]:
+    with tempfile.TemporaryDirectory() as folder:
+        work = Path(folder)
+        (work / "config.toml").write_text(
+            '[scale]\ntype = "file_system"\nread_secret = "scale-read"\n'
+            f'write_secret = "scale-write"\nstorage_root = "{storage}"\n'
+        )
+        process, _, first = start(work, server)
+        peak = peak_rss_mb(process.pid)
+        stop(process)
+        process, url, restart = start(work, server)
+        try:
+            idle = rss_mb(process.pid)
+            touched_ms = touch(url, files // PER_PROJECT, count)
+            touched = rss_mb(process.pid)
+            rate16, p50_16 = wrk(url, 16)
+            rate1, p50_1 = wrk(url, 1)
+        finally:
+            stop(process)
+    index_mb = (storage / "index.toml").stat().st_size / 1e6
+    return (
+        files,
+        index_mb,
+        first,
+        peak,
+        restart,
+        idle,
+        touched,
+        touched_ms,
+        rate16,
+        p50_16,
+        rate1,
+        p50_1,
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", default="100,1000,10000,100000")
+    parser.add_argument("--sizes", default="1000,100000,1000000")
     parser.add_argument("--server", choices=["waitress", "uvicorn"], default="waitress")
+    parser.add_argument("--work", help="keep corpora here and reuse them (default: a temp dir)")
+    parser.add_argument("--touch", type=int, default=1000, help="random projects to fetch")
     args = parser.parse_args()
+    uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     rows = []
-    for files in (int(n) for n in args.sizes.split(",")):
-        with tempfile.TemporaryDirectory() as folder:
-            work = Path(folder)
-            storage = work / "storage"
-            for i in range(files):
-                name, version = f"scale-project-{i // PER_PROJECT}", f"1.{i % PER_PROJECT}"
-                target = storage / name
-                target.mkdir(parents=True, exist_ok=True)
-                data = wheel_bytes(name, version, [])
-                (target / f"{name.replace('-', '_')}-{version}-py3-none-any.whl").write_bytes(data)
-            started = time.monotonic()
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "pywharf_core",
-                    "update_index",
-                    "file_system",
-                    "scale",
-                    "--storage_root",
-                    str(storage),
-                ],
-                check=True,
-                capture_output=True,
-            )
-            indexing = time.monotonic() - started
-            (work / "config.toml").write_text(
-                '[scale]\ntype = "file_system"\nread_secret = "scale-read"\n'
-                f'write_secret = "scale-write"\nstorage_root = "{storage}"\n'
-            )
-            process, _, first = start(work, args.server)
-            process.terminate()
-            process.wait()
-            process, url, restart = start(work, args.server)
-            idle = rss_mb(process.pid)
-            out = subprocess.run(
-                [
-                    "wrk",
-                    "-t2",
-                    "-c16",
-                    "-d6s",
-                    "--latency",
-                    "-H",
-                    f"Authorization: Basic {TOKEN}",
-                    url + "scale-project-7/",
-                ],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-            process.terminate()
-            process.wait()
-            rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-            p50 = re.search(r"^\s*50%\s+(\S+)", out, re.M).group(1)  # type: ignore[union-attr]
-            index_mb = (storage / "index.toml").stat().st_size / 1e6
-            rows.append((files, indexing, index_mb, first, restart, idle, rate, p50))
-            shutil.rmtree(work, ignore_errors=True)
-    print(f"\n{args.server}:\n")
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(args.work) if args.work else Path(scratch)
+        for files in (int(n) for n in args.sizes.split(",")):
+            storage = build_corpus(folder, files)
+            rows.append(measure(storage, files, args.server, args.touch))
+    print(f"\n{args.server}; before: {uptime}")
+    print("after: " + subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     print(
-        "| files | update_index s | index MB | first start s | restart s | idle RSS MB "
-        "| project page req/s | p50 |"
+        f"\n| files | index MB | first start s | its peak RSS MB | restart s | idle RSS MB "
+        f"| RSS after {args.touch:,} projects MB | their page p50 ms "
+        "| page req/s, 16 conn. | p50, 16 | req/s, 1 conn. | p50, 1 |"
     )
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for files, indexing, mb, first, restart, idle, rate, p50 in rows:
+    print("| ---: " * 12 + "|")
+    for row in rows:
+        files, mb, first, peak, restart, idle, touched, touched_ms, r16, p16, r1, p1 = row
         print(
-            f"| {files:,} | {indexing:.1f} | {mb:.1f} | {first:.2f} | {restart:.2f} | {idle:.0f} "
-            f"| {rate:,.0f} | {p50} |"
+            f"| {files:,} | {mb:.1f} | {first:.2f} | {peak:.0f} | {restart:.2f} | {idle:.0f} "
+            f"| {touched:.0f} | {touched_ms:.2f} | {r16:,.0f} | {p16} | {r1:,.0f} | {p1} |"
         )
 
 
