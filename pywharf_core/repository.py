@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -14,7 +13,6 @@ from .auth import AccessCache
 from .backend import Access, Backend, BackendContext, compare_secrets
 from .config import RepoConfig
 from .errors import FileMissing, PywharfError
-from .files import replace_file
 from .index import RepoIndex
 from .indexfile import load_index
 from .manage import DELETED, Deletion, parse_deletions
@@ -57,7 +55,10 @@ class Repository:
         self.config = config
         self.policy = config.policy
         self.backend = backend
-        self.index = RepoIndex(state_dir / "overlay.jsonl")
+        #: The index: the remote one in SQLite under ``state_dir``, plus this server's own.
+        self.index = RepoIndex(state_dir / "overlay.jsonl", on_lost=self.sync)
+        # The parsed remote index's cache before the database (JSON, up to 400 MB).
+        (state_dir / "remote-index.json").unlink(missing_ok=True)
         self._cache = cache
         self.pages = PageCache()
         #: Wall-clock time of the last successful sync, or None.
@@ -82,19 +83,14 @@ class Repository:
             self._whole_index,
             self.name,
         )
-        self._remote: dict[str, FileRecord] = {}
-        self._remote_version: str | None = None
-        self._remote_loaded = False
-        self._changes: dict[str, FileRecord] = {}
+        #: Whether this process has synced once (its first sync reads the change log whole).
+        self._synced_once = False
         self._changes_cursor: str | None = None
         self._has_change_log = type(backend).changes_since is not Backend.changes_since
         self._deleted_version: str | None = None
         self._status_version: str | None = None
         #: Project statuses (PEP 792) by project; an active project has no entry.
         self.statuses: Mapping[str, ProjectStatus] = {}
-        #: The last remote index parsed, as JSON keyed by its version: a restart loads it
-        #: in a tenth of the time TOML takes (20,000 files: 0.09 s against 1 s).
-        self._index_cache = state_dir / "remote-index.json"
 
     @classmethod
     def open(
@@ -109,40 +105,42 @@ class Repository:
 
     def sync(self) -> bool:
         """One sync round (blocking): a cheap check of the remote index's version, a
-        full reload only when it moved, then the backend's changes since. Returns
-        whether the index changed. Raises what the backend raises."""
+        full load only when the index database does not hold that version (a restart
+        whose database holds it parses nothing), then the backend's changes since.
+        Returns whether the index changed. Raises what the backend raises."""
         with self._sync_lock:
-            changed = reloaded = False
             started = time.monotonic()
             self._sync_deletions()
             version = self.backend.index_version()
-            if not self._remote_loaded or version != self._remote_version:
-                records, self._remote_version = self._remote_records(version)
-                self._remote = {r.filename: r for r in records}
-                self._remote_loaded = True
+            records: tuple[FileRecord, ...] | None = None
+            if not self.index.holds(version):
+                remote = self.backend.read_index()
+                version = None if remote is None else remote[1]
+                records = () if remote is None else load_index(remote[0]).records
+            reloaded = records is not None or not self._synced_once
+            if reloaded:
                 # The new index may hold what the change log held: read it all again.
-                self._changes, self._changes_cursor = {}, None
-                changed = reloaded = True
+                self._changes_cursor = None
             news, self._changes_cursor = self.backend.changes_since(self._changes_cursor)
-            for record in news:
-                self._changes[record.filename] = record
-                changed = True
-            # After a reload, a backend with a change log has told of every stored file,
-            # unless update_index wrote a new index (and shortened the log) meanwhile.
-            complete = (
-                reloaded
-                and self._has_change_log
-                and self.backend.index_version() == self._remote_version
-            )
-            if changed:
+            if reloaded:
+                # After a reload, a backend with a change log has told of every stored
+                # file, unless update_index wrote a new index (and shortened the log)
+                # meanwhile.
+                complete = self._has_change_log and self.backend.index_version() == version
                 self.index.set_remote(
-                    [*self._remote.values(), *self._changes.values()],
+                    records,
+                    version=version,
+                    changes=news,
                     complete_since=started if complete else None,
                 )
+                self._synced_once = True
+            elif news:
+                self.index.add_changes(news)
             self.synced_at = time.time()
-        if reloaded:
+        if records is not None:
+            del records
             release_free_memory()  # the parse's peak, held otherwise for the process's life
-        return changed
+        return reloaded or bool(news)
 
     def _sync_deletions(self) -> None:
         """Read the shared documents of deleted files and project statuses again when
@@ -173,26 +171,6 @@ class Repository:
     def apply_deletions(self, deletions: Mapping[str, Deletion]) -> None:
         """Hide the deleted files at once on this server (``manage.delete_file``)."""
         self.index.set_deleted(deletions)
-
-    def _remote_records(self, version: str | None) -> tuple[tuple[FileRecord, ...], str | None]:
-        """The remote index's records and version: from the local cache when it holds
-        this version, else read and parsed (and cached)."""
-        cache = self._index_cache
-        if version is not None:
-            try:
-                cached = json.loads(cache.read_text(encoding="utf-8"))
-                if cached.get("version") == version:
-                    return tuple(FileRecord.from_dict(d) for d in cached["records"]), version
-            except (OSError, ValueError, KeyError, TypeError):
-                pass  # no cache, or an unreadable one: read the index itself
-        remote = self.backend.read_index()
-        if remote is None:
-            return (), None
-        records = load_index(remote[0]).records
-        if cache is not None:
-            data = {"version": remote[1], "records": [r.to_dict() for r in records]}
-            replace_file(cache, json.dumps(data).encode("utf-8"))
-        return records, remote[1]
 
     def sync_logged(self) -> None:
         """``sync``, keeping the last good index on failure and logging once per streak."""

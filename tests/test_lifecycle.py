@@ -347,7 +347,7 @@ def test_update_index_on_a_server_root(start_server, tmp_path: Path, dists) -> N
 
 
 def test_restart_loads_the_parsed_index_from_its_cache(start_server, tmp_path: Path, dists) -> None:
-    import json
+    from pywharf_core.synced import SyncedIndex
 
     storage = tmp_path / "storage"
     storage.mkdir()
@@ -357,13 +357,13 @@ def test_restart_loads_the_parsed_index_from_its_cache(start_server, tmp_path: P
     root = tmp_path / "root"
     server = start_server("--config", str(config), root=root)
     server.stop()
-    cache = root / "cache" / "team" / "remote-index.json"
-    cached = json.loads(cache.read_text())
-    assert [r["filename"] for r in cached["records"]] == [dists.base_wheel.filename]
+    cache = SyncedIndex(root / "cache" / "team" / "index.sqlite3")
+    [held] = cache.records_of("foo-bar-baz")
+    assert held.filename == dists.base_wheel.filename
     # Only a cache hit could list this record: the index file does not have it.
-    fake = dict(cached["records"][0], filename="foo_bar_baz-7.0-py3-none-any.whl", version="7.0")
-    cached["records"].append(fake)
-    cache.write_text(json.dumps(cached))
+    fake = held.with_changes(filename="foo_bar_baz-7.0-py3-none-any.whl", version="7.0")
+    cache.prepare(cache.version, [held, fake]).commit()
+    cache.close()
     server = start_server("--config", str(config), root=root)
     assert "foo_bar_baz-7.0" in get(server, "simple/foo-bar-baz/", auth=READ).text
     # A new index version makes the cache stale: it is read afresh.
