@@ -38,7 +38,7 @@ from packaging.version import InvalidVersion, Version
 
 from .files import replace_file
 from .records import FileRecord
-from .synced import SyncedIndex
+from .synced import Prepared, SyncedIndex
 
 if TYPE_CHECKING:
     from .manage import Deletion
@@ -180,29 +180,33 @@ class RepoIndex:
 
     # -- changes ---------------------------------------------------------------------------
 
+    def prepare_remote(self, version: str | None, records: Iterable[FileRecord]) -> Prepared:
+        """Write the remote index at ``version`` to the database, to be made visible by
+        ``set_remote`` (the records need not be kept meanwhile: the parse's memory can
+        go back to the system before the index builds what it keeps)."""
+        return self._store.prepare(version, records)
+
     def set_remote(
         self,
-        records: Iterable[FileRecord] | None,
+        records: Iterable[FileRecord] | Prepared | None,
         *,
         version: str | None = None,
         changes: Iterable[FileRecord] = (),
         complete_since: float | None = None,
     ) -> None:
         """Replace the synced part of the index: the remote index at ``version`` holds
-        ``records`` (``None``: the one loaded already, as after a restart) and the change
-        log ``changes`` since. Overlay entries the remote view now reflects (same bytes,
-        same yanked state) leave the overlay. ``complete_since`` (a ``time.monotonic()``
-        stamp) says that the remote view holds every file stored before then (the index
-        plus the whole change log, read after it): overlay entries added before then
-        that it lacks leave too, files deleted or removed by hand."""
+        ``records`` (or a ``prepare_remote`` load; ``None``: the one loaded already, as
+        after a restart) and the change log ``changes`` since. Overlay entries the remote
+        view now reflects (same bytes, same yanked state) leave the overlay.
+        ``complete_since`` (a ``time.monotonic()`` stamp) says that the remote view holds
+        every file stored before then (the index plus the whole change log, read after
+        it): overlay entries added before then that it lacks leave too, files deleted or
+        removed by hand."""
         with self._write_lock:
-            prepared = None
-            if records is not None:
-                try:
-                    prepared = self._store.prepare(version, records)
-                except sqlite3.DatabaseError as exc:
-                    self._discard(exc)
-                    prepared = self._store.prepare(version, records)
+            if records is None or isinstance(records, Prepared):
+                prepared = records
+            else:
+                prepared = self._store.prepare(version, records)
             fresh = {r.filename: r for r in changes}
 
             def apply() -> set[str] | None:

@@ -22,6 +22,7 @@ from .records import FileRecord
 from .state import StateStore
 from .status import ACTIVE, STATUS, ProjectStatus, parse_statuses
 from .summaries import Projects, SummaryCache, read_summary
+from .synced import Prepared
 from .tokens import TokenStore
 from .upstream import Upstream
 
@@ -112,35 +113,45 @@ class Repository:
             started = time.monotonic()
             self._sync_deletions()
             version = self.backend.index_version()
-            records: tuple[FileRecord, ...] | None = None
-            if not self.index.holds(version):
-                remote = self.backend.read_index()
-                version = None if remote is None else remote[1]
-                records = () if remote is None else load_index(remote[0]).records
-            reloaded = records is not None or not self._synced_once
-            if reloaded:
-                # The new index may hold what the change log held: read it all again.
-                self._changes_cursor = None
-            news, self._changes_cursor = self.backend.changes_since(self._changes_cursor)
-            if reloaded:
-                # After a reload, a backend with a change log has told of every stored
-                # file, unless update_index wrote a new index (and shortened the log)
-                # meanwhile.
-                complete = self._has_change_log and self.backend.index_version() == version
-                self.index.set_remote(
-                    records,
-                    version=version,
-                    changes=news,
-                    complete_since=started if complete else None,
-                )
-                self._synced_once = True
-            elif news:
-                self.index.add_changes(news)
+            prepared = None if self.index.holds(version) else self._prepare_remote()
+            try:
+                if prepared is not None:
+                    version = prepared.version
+                    # The parse's peak, held otherwise for the process's life; freed
+                    # before the index builds what it keeps (its names would pin it).
+                    release_free_memory()
+                reloaded = prepared is not None or not self._synced_once
+                if reloaded:
+                    # The new index may hold what the change log held: read it all again.
+                    self._changes_cursor = None
+                news, self._changes_cursor = self.backend.changes_since(self._changes_cursor)
+                if reloaded:
+                    # After a reload, a backend with a change log has told of every
+                    # stored file, unless update_index wrote a new index (and shortened
+                    # the log) meanwhile.
+                    complete = self._has_change_log and self.backend.index_version() == version
+                    self.index.set_remote(
+                        prepared,
+                        version=version,
+                        changes=news,
+                        complete_since=started if complete else None,
+                    )
+                    self._synced_once = True
+                elif news:
+                    self.index.add_changes(news)
+            finally:
+                if prepared is not None:
+                    prepared.rollback()  # when it was not committed
             self.synced_at = time.time()
-        if records is not None:
-            del records
-            release_free_memory()  # the parse's peak, held otherwise for the process's life
         return reloaded or bool(news)
+
+    def _prepare_remote(self) -> Prepared:
+        """Read and parse the remote index, and write it to the index's database (its
+        records are freed when this returns)."""
+        remote = self.backend.read_index()
+        if remote is None:
+            return self.index.prepare_remote(None, ())
+        return self.index.prepare_remote(remote[1], load_index(remote[0]).records)
 
     def _sync_deletions(self) -> None:
         """Read the shared documents of deleted files and project statuses again when

@@ -142,6 +142,8 @@ def decode(project: str, row: Row) -> FileRecord:
 class Prepared:
     """A load written but not committed: what it changes, and ``commit``/``rollback``."""
 
+    #: The remote index version it loads.
+    version: str | None
     #: Projects whose records differ from what the store held.
     changed: set[str]
     #: Whether the set of project names differs.
@@ -248,9 +250,13 @@ class SyncedIndex:
         self._write_lock.acquire()
         try:
             ordered = sorted(records, key=attrgetter("project", "filename"))
-            if not self.loaded:
-                return self._prepare_new(version, ordered)
-            return self._prepare_diff(version, ordered)
+            if self.loaded:
+                try:
+                    return self._prepare_diff(version, ordered)
+                except sqlite3.DatabaseError as exc:
+                    log.error("%s cannot be read (%s); it is built again", self.path, exc)
+                    self._reset()
+            return self._prepare_new(version, ordered)
         except BaseException:
             self._write_lock.release()
             raise
@@ -300,7 +306,7 @@ class SyncedIndex:
             finally:
                 self._write_lock.release()
 
-        return Prepared(set(counts), names_changed, False, finish)
+        return Prepared(version, set(counts), names_changed, False, finish)
 
     def _prepare_new(self, version: str | None, ordered: list[FileRecord]) -> Prepared:
         """Nothing loaded yet: build a new file beside the store, renamed over it at
@@ -345,13 +351,17 @@ class SyncedIndex:
             finally:
                 self._write_lock.release()
 
-        return Prepared(set(), True, True, finish)
+        return Prepared(version, set(), True, True, finish)
 
     # -- the file --------------------------------------------------------------------------
 
     def discard(self) -> None:
         """Forget the database (unreadable): an empty one replaces it, to be loaded again."""
-        with self._write_lock, self._read_lock:
+        with self._write_lock:
+            self._reset()
+
+    def _reset(self) -> None:
+        with self._read_lock:
             self._close()
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{self.path}{suffix}").unlink(missing_ok=True)
