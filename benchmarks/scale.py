@@ -11,10 +11,10 @@ to the remote index file, so a million records need no million wheels. Corpora a
 under ``--work`` and reused: a before/after comparison reads the same index bytes.
 
 Then: a first start on a fresh ROOT (the TOML index is parsed), the peak RSS of that
-start (VmHWM), a restart on that ROOT, the idle RSS, the RSS after fetching the pages of
-``--touch`` random projects (one client, keep-alive; their median time too), and one
-project page with wrk at 16 connections and at 1 (req/s and p50). Prints a table and
-``uptime``. Needs wrk and curl. A tool, not a test: CI does not run it.
+start (VmHWM) and its RSS a second later, a restart on that ROOT, the idle RSS, the RSS
+after fetching the pages of ``--touch`` random projects (one client, keep-alive; their
+median time too), and one project page with wrk at 16 connections and at 1 (req/s and
+p50). Prints a table and ``uptime``. Needs wrk and curl. A tool, not a test: CI does not run it.
 """
 
 from __future__ import annotations
@@ -202,7 +202,8 @@ def measure(storage: Path, files: int, server: str, count: int) -> tuple[object,
             f'write_secret = "scale-write"\nstorage_root = "{storage}"\n'
         )
         process, _, first = start(work, server)
-        peak = peak_rss_mb(process.pid)
+        time.sleep(1)  # the sync thread's first round is over
+        peak, after_first = peak_rss_mb(process.pid), rss_mb(process.pid)
         stop(process)
         process, url, restart = start(work, server)
         try:
@@ -219,6 +220,7 @@ def measure(storage: Path, files: int, server: str, count: int) -> tuple[object,
         index_mb,
         first,
         peak,
+        after_first,
         restart,
         idle,
         touched,
@@ -247,16 +249,18 @@ def main() -> None:
     print(f"\n{args.server}; before: {uptime}")
     print("after: " + subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     print(
-        f"\n| files | index MB | first start s | its peak RSS MB | restart s | idle RSS MB "
-        f"| RSS after {args.touch:,} projects MB | their page p50 ms "
+        "\n| files | index MB | first start s | its peak RSS MB | RSS after it MB | restart s "
+        f"| idle RSS MB | RSS after {args.touch:,} projects MB | their page p50 ms "
         "| page req/s, 16 conn. | p50, 16 | req/s, 1 conn. | p50, 1 |"
     )
-    print("| ---: " * 12 + "|")
+    print("| ---: " * 13 + "|")
     for row in rows:
-        files, mb, first, peak, restart, idle, touched, touched_ms, r16, p16, r1, p1 = row
+        files, mb, first, peak, after, restart, idle, touched, touched_ms = row[:9]
+        r16, p16, r1, p1 = row[9:]
         print(
-            f"| {files:,} | {mb:.1f} | {first:.2f} | {peak:.0f} | {restart:.2f} | {idle:.0f} "
-            f"| {touched:.0f} | {touched_ms:.2f} | {r16:,.0f} | {p16} | {r1:,.0f} | {p1} |"
+            f"| {files:,} | {mb:.1f} | {first:.2f} | {peak:.0f} | {after:.0f} | {restart:.2f} "
+            f"| {idle:.0f} | {touched:.0f} | {touched_ms:.2f} | {r16:,.0f} | {p16} "
+            f"| {r1:,.0f} | {p1} |"
         )
 
 
