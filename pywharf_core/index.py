@@ -22,6 +22,7 @@ reads again, so no reader sees half of a change.
 from __future__ import annotations
 
 import bisect
+import functools
 import json
 import logging
 import os
@@ -54,10 +55,17 @@ Records = tuple[FileRecord, ...]
 
 
 def _sort_key(record: FileRecord) -> tuple[int, Version | str, str]:
+    return (*_version_key(record.version), record.filename)
+
+
+@functools.lru_cache(maxsize=8192)
+def _version_key(version: str) -> tuple[int, Version | str]:
+    """Parsed once per version string: most projects share their version strings, and a
+    project is sorted each time it is read from the database."""
     try:
-        return (0, Version(record.version), record.filename)
+        return (0, Version(version))
     except InvalidVersion:
-        return (1, record.version, record.filename)
+        return (1, version)
 
 
 def _contains(names: list[str], name: str) -> bool:
