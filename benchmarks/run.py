@@ -181,24 +181,30 @@ def wait_until_up(url: str, headers: list[str], started: float, timeout: float =
     raise RuntimeError(f"{url} did not come up")
 
 
+def update_index(name: str, storage: Path, quiet: bool = False) -> None:
+    """``pywharf update_index`` of a file_system storage folder."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pywharf_core",
+            "update_index",
+            "file_system",
+            name,
+            "--storage_root",
+            str(storage),
+        ],
+        check=True,
+        capture_output=quiet,
+    )
+
+
 def start_pywharf(work: Path, corpus: Path, server: str = "waitress") -> Server:
     """pywharf on ``server`` (waitress, its default, or uvicorn)."""
     storage = work / "pywharf-storage"
     if not storage.exists():
         shutil.copytree(corpus, storage, copy_function=os.link)
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pywharf_core",
-                "update_index",
-                "file_system",
-                USER,
-                "--storage_root",
-                str(storage),
-            ],
-            check=True,
-        )
+        update_index(USER, storage)
     config = work / "pywharf.toml"
     config.write_text(
         f'[{USER}]\ntype = "file_system"\nread_secret = "{READ}"\n'

@@ -40,6 +40,7 @@ from run import (  # the same helpers as the side-by-side run
     free_port,
     peak_rss_mb,
     rss_mb,
+    update_index,
     wait_until_up,
     wheel_bytes,
 )
@@ -89,20 +90,7 @@ def build_corpus(folder: Path, files: int) -> Path:
         target.mkdir(parents=True, exist_ok=True)
         data = wheel_bytes(name, version, [])
         (target / f"{name.replace('-', '_')}-{version}-py3-none-any.whl").write_bytes(data)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pywharf_core",
-            "update_index",
-            "file_system",
-            "scale",
-            "--storage_root",
-            str(storage),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    update_index("scale", storage, quiet=True)
     if files > REAL_FILES:
         index = storage / "index.toml"
         real = rtoml.loads(index.read_text(encoding="utf-8"))
