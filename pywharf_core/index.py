@@ -39,7 +39,7 @@ from packaging.version import InvalidVersion, Version
 
 from .files import replace_file
 from .records import FileRecord
-from .synced import Prepared, SyncedIndex
+from .synced import Prepared, SyncedIndex, is_broken
 
 if TYPE_CHECKING:
     from .manage import Deletion
@@ -174,6 +174,8 @@ class RepoIndex:
         try:
             self._store_names = self._store.names()
         except sqlite3.DatabaseError as exc:
+            if not is_broken(exc):
+                raise
             self._discard(exc)
             self._store_names = []
         self._snapshot = IndexSnapshot(ProjectMap(self._all_names(), self))
@@ -394,6 +396,8 @@ class RepoIndex:
             try:
                 records = self._materialise(project)
             except sqlite3.DatabaseError as exc:
+                if not is_broken(exc):
+                    raise
                 self._lost(exc)
                 continue
             with self._lock:
@@ -444,7 +448,8 @@ class RepoIndex:
                 if shown:
                     yield name, tuple(sorted(shown, key=_sort_key))
         except sqlite3.DatabaseError as exc:
-            self._lost(exc)
+            if is_broken(exc):
+                self._lost(exc)
             raise
 
     def _file_count(self) -> int:

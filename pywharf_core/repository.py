@@ -1,4 +1,4 @@
-"""One served repository: its policy, its backend, its in-memory index and its sync."""
+"""One served repository: its policy, its backend, its index and its sync."""
 
 from __future__ import annotations
 

@@ -80,6 +80,25 @@ CACHE_KIB = 4096
 Row = tuple[Any, ...]
 
 
+#: SQLITE_BUSY and SQLITE_LOCKED: another connection holds the database, it is not broken.
+_BUSY = (5, 6)
+
+
+def is_broken(exc: sqlite3.DatabaseError) -> bool:
+    """Whether ``exc`` says the database cannot be read (corrupt, not a database, an I/O
+    error …) rather than that it is busy: then it is built again. Without SQLite's error
+    code (Python 3.10), any error but an ``OperationalError`` (busy is one)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:
+        return not isinstance(exc, sqlite3.OperationalError)
+    return code & 0xFF not in _BUSY
+
+
+def _busy(exc: sqlite3.DatabaseError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _BUSY
+
+
 def _digest_in(text: str | None) -> bytes | str | None:
     """A lowercase hex sha256 as its 32 bytes; anything else as it is."""
     if text is not None and len(text) == 64:
@@ -184,6 +203,8 @@ class SyncedIndex:
         try:
             self._open()
         except sqlite3.DatabaseError as exc:
+            if _busy(exc):
+                raise
             log.warning("%s cannot be read (%s); it is built again from the backend", path, exc)
             self.discard()
 
@@ -254,6 +275,8 @@ class SyncedIndex:
                 try:
                     return self._prepare_diff(version, ordered)
                 except sqlite3.DatabaseError as exc:
+                    if not is_broken(exc):
+                        raise
                     log.error("%s cannot be read (%s); it is built again", self.path, exc)
                     self._reset()
             return self._prepare_new(version, ordered)

@@ -175,3 +175,32 @@ def test_a_file_that_is_no_database_is_replaced_by_an_empty_one(tmp_path: Path) 
         connection.execute("PRAGMA user_version = 99")
     connection.close()
     assert not SyncedIndex(path).loaded
+
+
+def test_a_busy_database_is_not_taken_for_a_broken_one(tmp_path: Path) -> None:
+    import sqlite3
+
+    from pywharf_core.synced import is_broken
+
+    path = tmp_path / "index.sqlite3"
+    SyncedIndex(path).prepare("v1", corpus(2)).commit()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    waiter = sqlite3.connect(path, timeout=0)
+    try:
+        waiter.execute("INSERT INTO meta (key, value) VALUES ('x', 1)")
+    except sqlite3.DatabaseError as exc:
+        busy = exc
+    else:
+        raise AssertionError("the exclusive lock did not hold")
+    finally:
+        waiter.close()
+        holder.close()
+    assert not is_broken(busy)
+    path.write_bytes(b"\0" * 8192)
+    try:
+        sqlite3.connect(path).execute("SELECT * FROM meta")
+    except sqlite3.DatabaseError as exc:
+        assert is_broken(exc)
+    else:
+        raise AssertionError("zeros read as a database")
