@@ -164,7 +164,7 @@ class RepoIndex:
         #: The change log's records since the remote index (by filename).
         self._changes: dict[str, FileRecord] = {}
         #: Changes, then the overlay, by project and filename. The inner dicts are never
-        #: changed once set (readers iterate them); the outer one only by assignment.
+        #: changed once set (readers iterate them without a lock): an upload sets a copy.
         self._extra: dict[str, dict[str, FileRecord]] = {}
         #: Deleted files (``manage.Deletion`` by filename): their records are never shown.
         self._deleted: Mapping[str, Deletion] = {}
