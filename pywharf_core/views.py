@@ -19,6 +19,7 @@ and beside them, ``GET /audit/`` and ``GET /r/<repo>/audit/``: the audit log (JS
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import time
@@ -83,6 +84,15 @@ SIMPLE_PAGE_HEADERS = {
     "X-Frame-Options": "DENY",
 }
 
+
+_PAGE_HEADERS = [
+    (name.lower().encode("latin-1"), value.encode("latin-1"))
+    for name, value in {
+        "Cache-Control": PAGE_CACHE_CONTROL,
+        "Vary": "Accept",
+        **SIMPLE_PAGE_HEADERS,
+    }.items()
+]
 
 #: Set in the scope of the header gate's own check of a request (``early.HeaderGate``).
 GATE_SCOPE_KEY = "pywharf.header_gate"
@@ -289,7 +299,9 @@ async def _upstream_page(
 
 def _browser_session(request: Request) -> bool:
     """A person's browser, logged in: it gets the pages for people."""
-    return getattr(request.state, "session", None) is not None and is_browser(request)
+    # ``authorize`` names the credential it accepted; a missing ``state.session`` would
+    # cost an AttributeError (raised and caught) on every request made with a secret.
+    return request.state.credential == "session" and is_browser(request)
 
 
 def _media_type(request: Request) -> str:
@@ -297,15 +309,30 @@ def _media_type(request: Request) -> str:
 
 
 def _page_response(request: Request, page: RenderedPage, media_type: str) -> Response:
-    headers = {
-        "ETag": page.etag,
-        "Cache-Control": PAGE_CACHE_CONTROL,
-        "Vary": "Accept",
-        **SIMPLE_PAGE_HEADERS,
-    }
+    # The ASGI headers as Starlette would make them, from parts encoded once: making
+    # them from a dict (eight headers, each lower-cased and encoded) was 2.5% of a
+    # cached page's whole cost (instructions counted under callgrind).
+    headers = [*_PAGE_HEADERS, (b"etag", page.etag.encode("latin-1"))]
     if etag_matches(request.headers.get("if-none-match"), page.etag):
-        return Response(status_code=304, headers=headers)
-    return Response(page.body, headers=headers, media_type=content_type_header(media_type))
+        return PreparedResponse(b"", headers, 304)
+    headers.append((b"content-length", str(len(page.body)).encode("latin-1")))
+    headers.append(_content_type(media_type))
+    return PreparedResponse(page.body, headers)
+
+
+class PreparedResponse(Response):
+    """A response given its body and its ASGI headers as they are to be sent."""
+
+    def __init__(self, body: bytes, raw_headers: list[tuple[bytes, bytes]], status: int = 200):
+        self.status_code = status
+        self.background = None
+        self.body = body
+        self.raw_headers = raw_headers
+
+
+@functools.cache  # a few media types
+def _content_type(media_type: str) -> tuple[bytes, bytes]:
+    return (b"content-type", content_type_header(media_type).encode("latin-1"))
 
 
 def canonical_redirect(request: Request, segments: int, replacement: str) -> Response:

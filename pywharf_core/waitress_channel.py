@@ -105,6 +105,11 @@ class GatedParser(HTTPRequestParser):  # type: ignore[misc]
 
 
 class GatedTask(WSGITask):  # type: ignore[misc]
+    # waitress's own attributes, which these methods read and set
+    close_on_finish: bool
+    version: str
+    has_body: bool
+
     def get_environment(self) -> dict[str, Any]:
         environ: dict[str, Any] = super().get_environment()
         refusal = getattr(self.request, "refusal", None)
