@@ -120,7 +120,20 @@ class GatedTask(WSGITask):  # type: ignore[misc]
     def build_response_header(self) -> bytes:
         if getattr(self.request, "refusal", None) is not None:
             self.set_close_on_finish()  # its body is still on the wire
+        # waitress closes the connection after every response without a Content-Length,
+        # a 304 or a 204 too, whose end is the end of their headers (RFC 9112, 6.3): a
+        # client revalidating its cached pages (If-None-Match) reconnected for each one.
+        keep_alive = (
+            not self.has_body
+            and not self.close_on_finish
+            and self.version == "1.1"
+            and self.request.headers.get("CONNECTION", "").lower() != "close"
+        )
+        if keep_alive:
+            self.close_on_finish = True  # waitress then skips its close for "no length"
         header: bytes = super().build_response_header()
+        if keep_alive:
+            self.close_on_finish = False
         return header
 
 
