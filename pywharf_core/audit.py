@@ -1,9 +1,11 @@
 """The audit log: one record per change to a repository, kept in its backend.
 
-Records are JSON lines in the repository's shared state, one document per UTC day
-(``audit/2026-12-01.jsonl``), each append a compare-and-swap (``StateStore.update``), so
-servers sharing a storage write one log, appends racing from several servers all
-survive, and a document stays the size of one day's changes. A record::
+Records are JSON lines in the repository's shared state, in documents per UTC day
+(``audit/2026-12-01.jsonl``, then ``audit/2026-12-01.1.jsonl``, ``.2.jsonl`` … once the
+one before holds ``SEGMENT_BYTES``), each append a compare-and-swap
+(``StateStore.update``), so servers sharing a storage write one log and appends racing
+from several servers all survive. An append rewrites one segment, never the whole day:
+with one document a day, the 3,000th upload of a day read and wrote 800 KB. A record::
 
     {"time": "2026-12-01T15:00:00.123456Z", "repo": "local", "action": "upload",
      "project": "mypkg", "filename": "mypkg-1.0.tar.gz", "sha256": "…",
@@ -18,6 +20,7 @@ import datetime as dt
 import json
 import logging
 import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -26,6 +29,7 @@ from .errors import BadRequest, PywharfError
 
 if TYPE_CHECKING:
     from .repository import Repository
+    from .state import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +40,8 @@ ACTIONS = (
 MAX_DAYS = 400
 #: Without ``since``: the last week.
 DEFAULT_DAYS = 7
+#: A day's segment takes no more appends once it holds this much (about 230 records).
+SEGMENT_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -76,9 +82,20 @@ class AuditRecord:
         return data
 
 
-def document_name(moment: float) -> str:
-    day = dt.datetime.fromtimestamp(moment, tz=dt.timezone.utc).date()
-    return f"audit/{day.isoformat()}.jsonl"
+def document_name(day: dt.date, segment: int = 0) -> str:
+    """The name of ``day``'s ``segment``-th document (the first has no number)."""
+    return f"audit/{day.isoformat()}{f'.{segment}' if segment else ''}.jsonl"
+
+
+class _SegmentFull(Exception):
+    """The segment holds ``SEGMENT_BYTES``: the record goes to the next one."""
+
+
+#: Per state store, the segment each day's appends went to last (the segments before
+#: it are full, and stay so): an append starts there instead of reading them all again.
+_last_segment: weakref.WeakKeyDictionary[StateStore, tuple[dt.date, int]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def append(
@@ -97,12 +114,23 @@ def append(
 
     def add(data: bytes | None) -> bytes:
         current = data or b""
+        if len(current) >= SEGMENT_BYTES:
+            raise _SegmentFull
         if current and not current.endswith(b"\n"):
             current += b"\n"
         return current + line
 
+    day = dt.datetime.fromtimestamp(record.time, tz=dt.timezone.utc).date()
+    last_day, segment = _last_segment.get(repo.state, (day, 0))
+    segment = segment if last_day == day else 0
     try:
-        repo.state.update(document_name(record.time), add)
+        while True:
+            try:
+                repo.state.update(document_name(day, segment), add)
+                break
+            except _SegmentFull:
+                segment += 1
+        _last_segment[repo.state] = (day, segment)
     except (PywharfError, OSError) as exc:
         log.error("%s: the audit record of a %s was lost: %s", repo.name, action, exc)
     return record
@@ -139,11 +167,14 @@ def read_since(repo: Repository, since: float) -> Iterator[bytes]:
     today = dt.datetime.fromtimestamp(now, tz=dt.timezone.utc).date()
     cutoff = dt.datetime.fromtimestamp(since, tz=dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     while day <= today:
-        current = repo.state.read(f"audit/{day.isoformat()}.jsonl")
-        for line in (current[0] if current else b"").splitlines():
-            try:
-                if str(json.loads(line).get("time", "")) >= cutoff:
-                    yield line + b"\n"
-            except (ValueError, AttributeError):
-                continue  # a damaged line: skipped
+        segment = 0
+        # A day's segments follow one another without a gap: the first missing one ends it.
+        while (current := repo.state.read(document_name(day, segment))) is not None:
+            for line in current[0].splitlines():
+                try:
+                    if str(json.loads(line).get("time", "")) >= cutoff:
+                        yield line + b"\n"
+                except (ValueError, AttributeError):
+                    continue  # a damaged line: skipped
+            segment += 1
         day += dt.timedelta(days=1)

@@ -2,8 +2,9 @@
 
 waitress reads a request's whole body (to memory, then a temp file) before the app is
 called, so without this a stranger could make the server spool gigabytes. The waitress
-channel (``pywharf_core.waitress_channel``) asks ``HeaderGate.check`` once the headers are
-in, and holds the body back until it answers:
+channel (``pywharf_core.waitress_channel``) asks the gate once the headers are in
+(``HeaderGate.remembered`` in place when the credentials were verified lately, else
+``HeaderGate.submit`` in a worker thread), and holds the body back until it answers:
 
 - a POST under ``/simple/`` or ``/r/<repo>/simple/`` (upload, yank, unyank) must pass the
   view's own checks first: ``views.refuse_cross_site`` and ``views.authorize`` for write
@@ -26,7 +27,7 @@ import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 
@@ -34,6 +35,9 @@ from .backend import Access
 from .blocking import mark_dedicated
 from .errors import FileTooLarge, PywharfError
 from .upload import FORM_OVERHEAD_BYTES
+
+if TYPE_CHECKING:
+    from .repository import Repository
 
 log = logging.getLogger(__name__)
 
@@ -96,24 +100,52 @@ class HeaderGate:
             loop = self._local.loop = asyncio.new_event_loop()
         return loop.run_until_complete(self._check(scope))
 
+    def remembered(self, scope: dict[str, Any]) -> Verdict | None:
+        """The verdict on a POST that changes a repository when it needs no blocking
+        work: no Origin of another site, and basic-auth credentials verified lately
+        (``views.authorize_remembered``); else ``None``, and ``submit`` decides. Cheap
+        enough for waitress's I/O thread: an upload then waits for no other thread."""
+        from . import views
+
+        request, match = self._request(scope)
+        try:
+            views.refuse_cross_site(request)
+            need, token_may_upload = self._needs(match)
+            repo = views.authorize_remembered(request, need, token_may_upload=token_may_upload)
+        except PywharfError as refusal:
+            return Verdict(refusal, 0)
+        return None if repo is None else self._verdict(request, match, repo)
+
     async def _check(self, scope: dict[str, Any]) -> Verdict:
         from . import views  # the views' own checks; imported late (views imports much)
+
+        request, match = self._request(scope)
+        try:
+            views.refuse_cross_site(request)
+            need, token_may_upload = self._needs(match)
+            repo = await views.authorize(request, need, token_may_upload=token_may_upload)
+        except PywharfError as refusal:
+            return Verdict(refusal, 0)
+        return self._verdict(request, match, repo)
+
+    def _request(self, scope: dict[str, Any]) -> tuple[Request, re.Match[str]]:
+        from . import views
 
         match = _CHANGING.match(scope["path"])
         assert match is not None
         scope = {**scope, "app": self.app, "path_params": {}, views.GATE_SCOPE_KEY: True}
         if match["repo"] is not None:
             scope["path_params"]["repo"] = match["repo"]
-        request = Request(scope)
-        try:
-            views.refuse_cross_site(request)
-            # What the view itself asks: an upload token passes on the upload route only;
-            # a promotion needs only to read its source (the target is checked by the view).
-            upload = match["rest"] == ""
-            need = Access.READ if match["rest"].endswith("/promote") else Access.WRITE
-            repo = await views.authorize(request, need, token_may_upload=upload)
-        except PywharfError as refusal:
-            return Verdict(refusal, 0)
+        return Request(scope), match
+
+    @staticmethod
+    def _needs(match: re.Match[str]) -> tuple[Access, bool]:
+        """What the view itself asks: an upload token passes on the upload route only;
+        a promotion needs only to read its source (the target is checked by the view)."""
+        need = Access.READ if match["rest"].endswith("/promote") else Access.WRITE
+        return need, match["rest"] == ""
+
+    def _verdict(self, request: Request, match: re.Match[str], repo: Repository) -> Verdict:
         length = request.headers.get("content-length")
         declared = int(length) if length and length.isdigit() else None
         if match["rest"] == "":  # the upload route

@@ -35,6 +35,8 @@ _ESCAPES.update({0x0A: "\\n", 0x0D: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"}
 
 def escape_controls(text: str) -> str:
     """``text`` on one line: control characters (tab aside) as backslash escapes."""
+    if text.isprintable():  # every escaped character is unprintable: nothing to do
+        return text  # (a dict-driven translate cost every access-log line ~3 µs)
     return text.translate(_ESCAPES)
 
 

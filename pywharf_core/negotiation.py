@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from .errors import NotAcceptable
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
@@ -22,6 +24,7 @@ _WILDCARDS = {"*/*": TEXT_HTML, "text/*": TEXT_HTML}
 _PREFERENCE = (JSON_V1, HTML_V1, TEXT_HTML)
 
 
+@functools.lru_cache(maxsize=256)  # clients send a few Accept values, again and again
 def negotiate(accept: str | None, format_override: str | None = None) -> str:
     """The media type to answer with; raises ``NotAcceptable``."""
     if format_override:

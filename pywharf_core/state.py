@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from filelock import FileLock
-
 from .backend import Backend
 from .errors import IndexConflict, NotSupported
-from .files import replace_file
+from .files import ProcessLock, replace_file
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*$")
 MAX_ATTEMPTS = 50
+UPDATE_LOCKS = 16
 
 
 def check_state_name(name: str) -> str:
@@ -37,6 +37,7 @@ class LocalState:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self._lock = ProcessLock(folder / ".state.lock")
 
     def read(self, name: str) -> tuple[bytes, str] | None:
         path = self.folder / check_state_name(name)
@@ -49,7 +50,7 @@ class LocalState:
     def write(self, name: str, data: bytes, expected_version: str | None) -> str:
         path = self.folder / check_state_name(name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.folder / ".state.lock")):
+        with self._lock:
             try:
                 current: str | None = stat_version(path.stat())
             except FileNotFoundError:
@@ -72,6 +73,9 @@ class StateStore:
         self._backend = backend
         self._local = LocalState(local_folder)
         self.shared = type(backend).read_state is not Backend.read_state
+        # One lock per document name would grow with the audit log's days: a few
+        # reentrant locks, each shared by the names that hash to it.
+        self._updating = [threading.RLock() for _ in range(UPDATE_LOCKS)]
 
     def read(self, name: str) -> tuple[bytes, str] | None:
         check_state_name(name)
@@ -91,7 +95,15 @@ class StateStore:
     def update(self, name: str, change: Callable[[bytes | None], bytes]) -> bytes:
         """Apply ``change`` to the document's current bytes (``None`` when absent) and
         store the result by compare-and-swap, retrying on a conflict; returns what was
-        stored. ``change`` may run several times: it must not have side effects."""
+        stored. ``change`` may run several times: it must not have side effects.
+
+        Updates of one document by this process take turns: compare-and-swap then only
+        decides between servers. Sixteen uploads appending to the audit log at once
+        otherwise all read one version, and all but one wrote in vain and read again."""
+        with self._updating[hash(name) % UPDATE_LOCKS]:
+            return self._update(name, change)
+
+    def _update(self, name: str, change: Callable[[bytes | None], bytes]) -> bytes:
         for _ in range(MAX_ATTEMPTS):
             current = self.read(name)
             data = change(None if current is None else current[0])

@@ -6,7 +6,8 @@ clients away from the workers, and pywharf keeps it; three things are added here
 
 - **Refusal on the headers.** Once a request's headers are parsed and a body is to
   come, ``HeaderGate`` (``pywharf_core.early``) is asked, in a worker thread when
-  credentials must be checked. Until it answers nothing more is read from the client
+  credentials must be checked and were not verified lately (in place when they were:
+  an upload then waits for no thread). Until it answers nothing more is read from the client
   (and ``Expect: 100-continue`` is not answered). A refused request goes to the app at
   once, without its body; its connection is closed after the answer, having first read
   and discarded what the client was still sending (at most ``drain_bytes`` for
@@ -104,6 +105,11 @@ class GatedParser(HTTPRequestParser):  # type: ignore[misc]
 
 
 class GatedTask(WSGITask):  # type: ignore[misc]
+    # waitress's own attributes, which these methods read and set
+    close_on_finish: bool
+    version: str
+    has_body: bool
+
     def get_environment(self) -> dict[str, Any]:
         environ: dict[str, Any] = super().get_environment()
         refusal = getattr(self.request, "refusal", None)
@@ -114,7 +120,20 @@ class GatedTask(WSGITask):  # type: ignore[misc]
     def build_response_header(self) -> bytes:
         if getattr(self.request, "refusal", None) is not None:
             self.set_close_on_finish()  # its body is still on the wire
+        # waitress closes the connection after every response without a Content-Length,
+        # a 304 or a 204 too, whose end is the end of their headers (RFC 9112, 6.3): a
+        # client revalidating its cached pages (If-None-Match) reconnected for each one.
+        keep_alive = (
+            not self.has_body
+            and not self.close_on_finish
+            and self.version == "1.1"
+            and self.request.headers.get("CONNECTION", "").lower() != "close"
+        )
+        if keep_alive:
+            self.close_on_finish = True  # waitress then skips its close for "no length"
         header: bytes = super().build_response_header()
+        if keep_alive:
+            self.close_on_finish = False
         return header
 
 
@@ -152,6 +171,9 @@ class GatedChannel(HTTPChannel):  # type: ignore[misc]
             scope = scope_from_headers(
                 parser.command, parser.path, parser.query, parser.headers, self.addr
             )
+            remembered = self.gate.remembered(scope)
+            if remembered is not None:
+                return self._decided(parser, remembered, data, consumed)
             parser.hold(data[consumed:])
 
             def done(verdict: Verdict) -> None:  # in the gate's thread
@@ -160,7 +182,10 @@ class GatedChannel(HTTPChannel):  # type: ignore[misc]
 
             self.gate.submit(scope, done)
             return len(data)
-        verdict = self.gate.quick(parser.path, length)
+        return self._decided(parser, self.gate.quick(parser.path, length), data, consumed)
+
+    def _decided(self, parser: GatedParser, verdict: Verdict, data: bytes, consumed: int) -> int:
+        """Applies a verdict reached in place (on the I/O thread)."""
         if verdict.refusal is not None:
             parser.refuse(verdict.refusal)
             self.refused = True
@@ -204,27 +229,26 @@ class GatedChannel(HTTPChannel):  # type: ignore[misc]
             return True
         if self.refused or self.will_close:
             return False
-        self._check_timeouts()
+        # The timeouts, inline: the I/O loop asks every channel this on every turn.
         request = self.request
-        if request is not None and request.waiting:
+        if request is not None and request.waiting:  # the gate decides: nothing is read
             return False
-        return bool(super().readable())
-
-    def _check_timeouts(self) -> None:
-        request = self.request
         if self.requests:  # a worker is answering: the client waits for it
-            return
-        if request is None:
+            pass
+        elif request is None:
             if self.last_activity == self.creation_time:  # not a byte yet
                 if time.time() - self.creation_time > self.limits.header_timeout:
                     self._drop()
-            return
-        if not request.headers_finished:
+                    return False
+        elif not request.headers_finished:
             if time.monotonic() - request.started > self.limits.header_timeout:
                 self._drop()
-        elif not request.completed and not request.waiting:
+                return False
+        elif not request.completed:
             if time.time() - self.last_activity > self.limits.body_timeout:
                 self._drop()
+                return False
+        return bool(super().readable())
 
     def _drop(self) -> None:
         self.dropped = True

@@ -120,6 +120,30 @@ def test_download_revalidates_with_its_etag(populated: WharfServer, auth, dists)
     assert other.content == dists.base_wheel.path.read_bytes()
 
 
+def test_a_page_revalidated_keeps_the_connection(populated: WharfServer, auth) -> None:
+    # A 304 ends with its headers: waitress would close the connection after it (no
+    # Content-Length), and a client revalidating its cached pages reconnect for each.
+    connection = http.client.HTTPConnection("127.0.0.1", populated.port, timeout=10)
+    headers = basic_auth(*auth)
+    connection.request("GET", "/simple/foo-bar-baz/", headers=headers)
+    first = connection.getresponse()
+    first.read()
+    etag = first.getheader("ETag")
+    for _ in range(3):
+        connection.request(
+            "GET", "/simple/foo-bar-baz/", headers={**headers, "If-None-Match": etag}
+        )
+        again = connection.getresponse()
+        assert again.status == 304 and again.read() == b""
+        assert again.getheader("Connection") is None and again.getheader("ETag") == etag
+        assert again.getheader("Content-Security-Policy") is not None
+    connection.request("GET", "/simple/foo-bar-baz/", headers={**headers, "Connection": "close"})
+    last = connection.getresponse()
+    assert last.status == 200 and last.read()  # the same connection, still open
+    assert last.getheader("Connection") == "close"
+    connection.close()
+
+
 def test_unknown_file_is_404(populated: WharfServer, auth) -> None:
     response = get(populated, "simple/foo-bar-baz/foo_bar_baz-9.9-py3-none-any.whl", auth=auth)
     assert response.status_code == 404
