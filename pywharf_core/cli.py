@@ -36,6 +36,7 @@ from typing import Any
 
 import fire
 
+from . import logs
 from .backend import BackendContext, available_backend_types, load_backend_spec
 from .cli_checks import check_arguments, closest
 from .cli_client import audit, delete, exists, list_files, promote, refresh, status, unyank, yank
@@ -211,6 +212,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         run_command(args)
     except PywharfError as exc:
+        # Warnings logged before the error are written first, the error last: in the
+        # order they happened, whatever the background log writer was doing.
+        logs.flush()
         print_error(str(exc))
         sys.exit(2)
     except KeyboardInterrupt:
