@@ -199,8 +199,11 @@ def update_index(name: str, storage: Path, quiet: bool = False) -> None:
     )
 
 
-def start_pywharf(work: Path, corpus: Path, server: str = "waitress") -> Server:
-    """pywharf on ``server`` (waitress, its default, or uvicorn)."""
+def start_pywharf(
+    work: Path, corpus: Path, server: str = "waitress", wrapper: tuple[str, ...] = ()
+) -> Server:
+    """pywharf on ``server`` (waitress, its default, or uvicorn); ``wrapper``: a command
+    that runs it (``valgrind …``)."""
     storage = work / "pywharf-storage"
     if not storage.exists():
         shutil.copytree(corpus, storage, copy_function=os.link)
@@ -214,6 +217,7 @@ def start_pywharf(work: Path, corpus: Path, server: str = "waitress") -> Server:
     started = time.monotonic()
     process = subprocess.Popen(
         [
+            *wrapper,
             sys.executable,
             "-m",
             "pywharf_core",

@@ -16,6 +16,7 @@ with ``PYTHONMALLOC=malloc``. Loopback only.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import random
 import re
@@ -131,6 +132,7 @@ def client(
                         "protocol_version": "1",
                         "filetype": "bdist_wheel",
                         "pyversion": "py3",
+                        "sha256_digest": hashlib.sha256(data).hexdigest(),
                     },
                 )
             else:
@@ -192,7 +194,12 @@ def main() -> None:
                 server.index,
                 auth=(USER, WRITE),
                 files={"content": (filename, data)},
-                data={":action": "file_upload", "name": name, "version": "1.0"},
+                data={
+                    ":action": "file_upload",
+                    "name": name,
+                    "version": "1.0",
+                    "sha256_digest": hashlib.sha256(data).hexdigest(),
+                },
                 timeout=60,
             ).raise_for_status()
             medium.append(f"{name}/{filename}")

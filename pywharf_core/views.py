@@ -331,7 +331,7 @@ def _page_response(request: Request, page: RenderedPage, media_type: str) -> Res
     varies with Accept-Encoding even where it is the same for every coding (a small page):
     the same page may grow past ``codings.MIN_SIZE``."""
     # The ASGI headers as Starlette would make them, from parts encoded once: making
-    # them from a dict (eight headers, each lower-cased and encoded) was 2.5% of a
+    # them from a dict (eight headers, each lower-cased and encoded) was ~2% of a
     # cached page's whole cost (instructions counted under callgrind).
     headers = [*_PAGE_HEADERS, (b"etag", page.etag.encode("latin-1"))]
     if etag_matches(request.headers.get("if-none-match"), page.etag):
