@@ -28,6 +28,8 @@ from pathlib import Path
 
 import requests
 
+from pywharf_core.memory import glibc_arenas
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import (  # the same corpus and server start as the side-by-side run
     READ,
@@ -42,29 +44,6 @@ from run import (  # the same corpus and server start as the side-by-side run
 )
 
 PROJECTS = 500  # corpus S
-ARENA = 64 << 20  # glibc's per-thread heap arenas are 64 MiB mappings, aligned to 64 MiB
-
-
-def glibc_arenas(pid: int) -> int:
-    """Secondary glibc arenas: anonymous mappings that start on a 64 MiB boundary and,
-    with the reserved (``---p``) mapping after them, span exactly 64 MiB (the main arena
-    is the brk heap, not counted)."""
-    maps = []
-    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
-        fields = line.split()
-        start, end = (int(x, 16) for x in fields[0].split("-"))
-        maps.append((start, end, len(fields) == 5))  # no pathname: anonymous
-    count = 0
-    for i, (start, end, anonymous) in enumerate(maps):
-        if not anonymous or start % ARENA:
-            continue
-        reach = end
-        for next_start, next_end, next_anonymous in maps[i + 1 : i + 3]:
-            if reach - start >= ARENA or next_start != reach or not next_anonymous:
-                break
-            reach = next_end
-        count += reach - start == ARENA
-    return count
 
 
 def fds(pid: int) -> int:

@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from functools import cache
+from pathlib import Path
 
 
 @cache
@@ -94,3 +95,28 @@ def release_free_memory() -> bool:
         return False
     trim(0)
     return True
+
+
+ARENA = 64 << 20  # glibc's per-thread heap arenas are 64 MiB mappings, aligned to 64 MiB
+
+
+def glibc_arenas(pid: int) -> int:
+    """Secondary glibc arenas: anonymous mappings that start on a 64 MiB boundary and,
+    with the reserved (``---p``) mapping after them, span exactly 64 MiB (the main arena
+    is the brk heap, not counted)."""
+    maps = []
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        fields = line.split()
+        start, end = (int(x, 16) for x in fields[0].split("-"))
+        maps.append((start, end, len(fields) == 5))  # no pathname: anonymous
+    count = 0
+    for i, (start, end, anonymous) in enumerate(maps):
+        if not anonymous or start % ARENA:
+            continue
+        reach = end
+        for next_start, next_end, next_anonymous in maps[i + 1 : i + 3]:
+            if reach - start >= ARENA or next_start != reach or not next_anonymous:
+                break
+            reach = next_end
+        count += reach - start == ARENA
+    return count

@@ -1,12 +1,13 @@
 """Rendered simple pages, cached per (project, media type), with strong ETags, each
 compressed once per content coding a client asks for (``codings``).
 
-An entry is valid while its source — a project's records tuple, or the project mapping
-for the list — is the very object of the current snapshot: snapshots are immutable and
-an upload replaces only the tuple of the project it touches, so other projects' pages
-stay cached. The ETag is a digest of the body, so it stays right across restarts and
-across replicas that serve the same index; a compressed form's ETag is that digest with
-the coding's name (``codings.coded_etag``).
+An entry is valid while its source — a project's records tuple, or the project list —
+is the very object the index hands out now: the index (``index.RepoIndex``) keeps a
+project's tuple while the project is unchanged and held in its LRU, and a change
+replaces only the tuples of the projects it touches, so other projects' pages stay
+cached (a tuple evicted and read again costs one render). The ETag is a digest of the
+body, so it stays right across restarts and across replicas that serve the same index;
+a compressed form's ETag is that digest with the coding's name (``codings.coded_etag``).
 
 Bounded twice: by entries (``max_entries``) and by the bytes of every body held, rendered
 and compressed (``max_bytes``), the least recently used entry going first. A compressed

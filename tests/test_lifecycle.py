@@ -15,21 +15,12 @@ import pytest
 import requests
 from wharftest import clients
 from wharftest.cli import pywharf
+from wharftest.configs import TEAM_READ, TEAM_WRITE, shared_config
 from wharftest.distbuilder import build_sdist, build_wheel, filler
 from wharftest.server import METRICS_AUTH, METRICS_TOKEN, get, upload_file, wait_for
 
-
-def shared_config(tmp_path: Path, storage: Path, interval: int = 1) -> Path:
-    config = tmp_path / "config.toml"
-    config.write_text(
-        '[team]\ntype = "file_system"\nread_secret = "team-read"\nwrite_secret = "team-write"\n'
-        f'storage_root = "{storage}"\nsync_index_interval = {interval}\n'
-    )
-    return config
-
-
-READ = ("team", "team-read")
-WRITE = ("team", "team-write")
+READ = TEAM_READ
+WRITE = TEAM_WRITE
 
 
 # -- update_index ---------------------------------------------------------------------------

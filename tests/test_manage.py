@@ -11,23 +11,15 @@ import pytest
 import requests
 from wharftest import clients
 from wharftest.cli import pywharf
+from wharftest.configs import TEAM_READ, TEAM_WRITE, shared_config
 from wharftest.distbuilder import build_sdist, build_wheel
 from wharftest.server import WharfServer, get, upload_file, wait_for
 
 JSON = "application/vnd.pypi.simple.v1+json"
 
 
-def shared_config(tmp_path: Path, storage: Path, interval: int = 1) -> Path:
-    config = tmp_path / "config.toml"
-    config.write_text(
-        '[team]\ntype = "file_system"\nread_secret = "team-read"\nwrite_secret = "team-write"\n'
-        f'storage_root = "{storage}"\nsync_index_interval = {interval}\n'
-    )
-    return config
-
-
-READ = ("team", "team-read")
-WRITE = ("team", "team-write")
+READ = TEAM_READ
+WRITE = TEAM_WRITE
 
 
 def listed(server: WharfServer, project: str, auth: tuple[str, str]) -> list[str]:

@@ -18,35 +18,15 @@ import pytest
 import requests
 from wharftest.server import WharfServer, upload_file
 
+from pywharf_core.memory import glibc_arenas
+
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="/proc and glibc's allocator"
 )
 
-ARENA = 64 << 20
-
 
 def rss_mb(server: WharfServer) -> float:
     return server.pid_status("VmRSS") / 1024
-
-
-def glibc_arenas(pid: int) -> int:
-    """Secondary glibc heap arenas: anonymous 64 MiB-aligned runs spanning 64 MiB."""
-    maps = []
-    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
-        fields = line.split()
-        start, end = (int(x, 16) for x in fields[0].split("-"))
-        maps.append((start, end, len(fields) == 5))
-    count = 0
-    for i, (start, end, anonymous) in enumerate(maps):
-        if not anonymous or start % ARENA:
-            continue
-        reach = end
-        for next_start, next_end, next_anonymous in maps[i + 1 : i + 3]:
-            if reach - start >= ARENA or next_start != reach or not next_anonymous:
-                break
-            reach = next_end
-        count += reach - start == ARENA
-    return count
 
 
 def wheel(folder: Path, name: str, size: int) -> Path:

@@ -11,21 +11,11 @@ from pathlib import Path
 
 import pytest
 import requests
+from wharftest.configs import MAIN_AND_SMALL
 from wharftest.distbuilder import build_sdist, build_wheel, sha256_of
 from wharftest.server import WharfServer, get
 
-CONFIG = """
-[main]
-type = "file_system"
-read_secret = "main-read"
-write_secret = "main-write"
-
-[small]
-type = "file_system"
-read_secret = "small-read"
-write_secret = "small-write"
-max_file_bytes = 4096
-"""
+CONFIG = MAIN_AND_SMALL
 WRITE = ("main", "main-write")
 READ = ("main", "main-read")
 
