@@ -219,6 +219,14 @@ class Backend(abc.ABC):
         ``update_index`` runs. Default: reports nothing."""
         return [], cursor
 
+    def compact_changes(self, indexed: Callable[[FileRecord], bool]) -> None:
+        """Forget the change records (``changes_since``) that the remote index just
+        written holds: ``indexed(record)`` says whether it does (same file, digest and
+        yanked state). Records of files no longer stored go too. Called by
+        ``update_index`` after it wrote the index; the core never parses the index for a
+        backend. Default: nothing to forget."""
+        return None
+
     def read_state(self, name: str) -> tuple[bytes, str] | None:
         """A small document of the core's (tokens, revocations, project status, audit
         records …) kept with the repository's files so that every server on the storage
@@ -233,6 +241,12 @@ class Backend(abc.ABC):
         (``None``: there must be none yet), atomically, like ``write_index``; else raise
         ``IndexConflict``. Returns the new version. Default: ``NotSupported``."""
         raise NotSupported("shared state")
+
+    def delete_state(self, name: str) -> None:
+        """Remove the document ``name`` (absent: nothing happens). Used for parts of the
+        remote index that no manifest names any more. Default: ``NotSupported`` (they
+        are then kept)."""
+        raise NotSupported("deleting shared state")
 
     def put_cached(self, key: str, staged: Path) -> None:
         """Keep a file fetched from the repository's upstream index (``key`` is

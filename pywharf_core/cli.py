@@ -58,6 +58,7 @@ def update_index(
     secret_env: str | None = None,
     root: str = ".",
     create: bool = False,
+    index_format: str = "auto",
     **config: Any,
 ) -> None:
     """Rebuild a repository's remote index from what its backend stores.
@@ -72,6 +73,9 @@ def update_index(
             storage is ROOT/cache/NAME/storage, as for a server started on ROOT).
         create: start an empty storage when there is none yet (without it, a storage
             folder that does not exist is an error: a mistyped name or path).
+        index_format: auto (a segmented index from 20,000 files on backends that keep
+            shared state, else the single index.toml), toml (the single file, which
+            pywharf 0.2 reads) or segments (a manifest, a base database and deltas).
         config: the backend's config keys, e.g. --storage_root DIR for file_system.
     """
     if secret is not None and secret_env is not None:
@@ -93,7 +97,7 @@ def update_index(
     progress = terminal_progress(repo_name)
     try:
         backend = spec.create(context, settings)
-        summary = run_update_index(backend, progress)
+        summary = run_update_index(backend, progress, str(index_format))
     except OSError as exc:  # a storage folder that cannot be created, read or written
         place = f"{exc.filename}: " if exc.filename else ""
         raise PywharfError(

@@ -5,6 +5,7 @@
     PywharfError
     ├── ConfigError              a config or secret file is wrong (names file, table, key)
     ├── IndexFileError           the remote index file cannot be read
+    │   └── IndexTooNew          …written by a newer pywharf
     ├── InitializeRefused        POST /initialize/ without the proof it needs
     ├── BackendError             raised by backends; translated from their client libraries
     │   ├── FileExists           create-only write refused: the filename is taken
@@ -76,6 +77,10 @@ class ConfigError(PywharfError):
 
 class IndexFileError(PywharfError):
     """The remote index file cannot be read."""
+
+
+class IndexTooNew(IndexFileError):
+    """The remote index is of a format newer than this pywharf reads."""
 
 
 class InitializeRefused(PywharfError):

@@ -35,7 +35,7 @@ from typing import Any
 import rtoml
 
 from .dists import parse_filename
-from .errors import IndexFileError, InvalidFilename
+from .errors import IndexFileError, IndexTooNew, InvalidFilename
 from .records import FileRecord
 
 FORMAT_VERSION = 1
@@ -66,7 +66,7 @@ def load_index(data: bytes) -> IndexFile:
         if "files" in parsed or "format_version" in parsed:
             version = int(parsed.get("format_version", FORMAT_VERSION))
             if version > FORMAT_VERSION:
-                raise IndexFileError(
+                raise IndexTooNew(
                     f"index format version {version} is newer than this pywharf reads "
                     f"({FORMAT_VERSION}); upgrade pywharf"
                 )

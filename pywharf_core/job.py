@@ -30,10 +30,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import dists
+from . import dists, remoteindex
 from .backend import Backend, StoredFile
-from .errors import FileMissing, IndexConflict, IndexFileError, InvalidFilename, InvalidMetadata
-from .indexfile import IndexFile, dump_index, load_index
+from .errors import (
+    FileMissing,
+    IndexConflict,
+    IndexFileError,
+    IndexTooNew,
+    InvalidFilename,
+    InvalidMetadata,
+    PywharfError,
+)
+from .indexfile import IndexFile, dump_index
 from .records import FileRecord
 
 log = logging.getLogger(__name__)
@@ -61,14 +69,37 @@ class UpdateSummary:
         )
 
 
-def update_index(backend: Backend, progress: Callable[[int], None] | None = None) -> UpdateSummary:
+#: ``index_format`` values: ``auto`` writes a segmented index once it holds this many
+#: files (or keeps one that is segmented already) on a backend that keeps shared state.
+INDEX_FORMATS = ("auto", "toml", "segments")
+SEGMENTED_FROM = 20_000
+
+
+def update_index(
+    backend: Backend,
+    progress: Callable[[int], None] | None = None,
+    index_format: str = "auto",
+) -> UpdateSummary:
+    if index_format not in INDEX_FORMATS:
+        raise PywharfError(
+            f"--index_format must be one of {', '.join(INDEX_FORMATS)}, not {index_format!r}"
+        )
+    if index_format == "segments" and not remoteindex.keeps_segments(backend):
+        raise PywharfError(
+            "--index_format segments needs a backend that keeps shared state "
+            "(file_system, s3); this one keeps the single index.toml"
+        )
     started = time.monotonic()
+    written: list[str] = []
     for attempt in range(1, MAX_ATTEMPTS + 1):
         current = backend.read_index()
         previous: tuple[FileRecord, ...] = ()
+        manifest: remoteindex.Manifest | None = None
         if current is not None:
             try:
-                previous = load_index(current[0]).records
+                previous, manifest = remoteindex.read_records(backend, current[0])
+            except IndexTooNew:
+                raise  # written by a newer pywharf: never replaced by an older one
             except IndexFileError as exc:
                 log.warning("the current index cannot be read (%s); rebuilding it", exc)
         known = {r.backend_ref: r for r in previous if r.backend_ref}
@@ -78,14 +109,29 @@ def update_index(backend: Backend, progress: Callable[[int], None] | None = None
             if progress is not None:
                 progress(len(records))
         records.sort(key=lambda r: r.filename)
-        changed = records != sorted(previous, key=lambda r: r.filename) or current is None
+        segmented = index_format == "segments" or (
+            index_format == "auto"
+            and remoteindex.keeps_segments(backend)
+            and (manifest is not None or len(records) >= SEGMENTED_FROM)
+        )
+        changed = (
+            current is None
+            or records != sorted(previous, key=lambda r: r.filename)
+            or segmented != (manifest is not None)
+        )
         if changed:
-            data = dump_index(IndexFile(time.time(), tuple(records)))
+            if segmented:
+                data = remoteindex.write_segmented(
+                    backend, records, previous if manifest else (), manifest, written
+                )
+            else:
+                data = dump_index(IndexFile(time.time(), tuple(records)))
             try:
                 backend.write_index(data, None if current is None else current[1])
             except IndexConflict:
                 log.warning("the index changed while it was rebuilt; starting over")
                 continue
+        backend.compact_changes(_holds_record(records))
         return UpdateSummary(
             files=len(records),
             projects=len({r.project for r in records}),
@@ -94,6 +140,12 @@ def update_index(backend: Backend, progress: Callable[[int], None] | None = None
             attempts=attempt,
         )
     raise IndexConflict(f"the index kept changing; gave up after {MAX_ATTEMPTS} attempts")
+
+
+def _holds_record(records: list[FileRecord]) -> Callable[[FileRecord], bool]:
+    """Whether ``records`` hold a record of the same file, digest and yanked state."""
+    indexed = {r.filename: (r.sha256, r.yanked) for r in records}
+    return lambda record: indexed.get(record.filename) == (record.sha256, record.yanked)
 
 
 def list_records(backend: Backend, known: Mapping[str, FileRecord]) -> Iterator[FileRecord]:

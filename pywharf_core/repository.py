@@ -9,6 +9,7 @@ from collections.abc import Iterator, Mapping
 from functools import partial
 from pathlib import Path
 
+from . import remoteindex
 from .auth import AccessCache
 from .backend import Access, Backend, BackendContext, compare_secrets
 from .config import RepoConfig
@@ -151,7 +152,20 @@ class Repository:
         remote = self.backend.read_index()
         if remote is None:
             return self.index.prepare_remote(None, ())
-        return self.index.prepare_remote(remote[1], load_index(remote[0]).records)
+        data, version = remote
+        if not remoteindex.is_manifest(data):
+            return self.index.prepare_remote(version, load_index(data).records)
+        # A segmented index: the base database is opened, not parsed, and a server that
+        # holds the base fetches only the deltas it lacks.
+        manifest = remoteindex.parse_manifest(data)
+        deltas = {delta.name: delta for delta in manifest.deltas}
+        return self.index.prepare_chain(
+            version,
+            manifest.base.name,
+            [delta.name for delta in manifest.deltas],
+            partial(remoteindex.write_base_to, self.backend, manifest.base),
+            lambda name: remoteindex.read_delta(self.backend, deltas[name]),
+        )
 
     def _sync_deletions(self) -> None:
         """Read the shared documents of deleted files and project statuses again when

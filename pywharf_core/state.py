@@ -60,6 +60,11 @@ class LocalState:
             replace_file(path, data)
             return stat_version(path.stat())
 
+    def delete(self, name: str) -> None:
+        path = self.folder / check_state_name(name)
+        with self._lock:
+            path.unlink(missing_ok=True)
+
 
 def stat_version(stat: os.stat_result) -> str:
     # Every write replaces the file: a new inode each time.

@@ -24,17 +24,20 @@ beside the old one and renames it over it. Digests are kept as 32 bytes, and a
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any
 
+from .errors import IndexFileError
 from .records import FileRecord
 
 log = logging.getLogger(__name__)
@@ -198,6 +201,8 @@ class SyncedIndex:
         self._writer: sqlite3.Connection | None = None
         #: (loaded, version): whether a remote index was loaded, and its version.
         self._holds: tuple[bool, str | None] = (False, None)
+        #: The segments of a segmented remote index it holds: (base, deltas applied).
+        self._chain: tuple[str | None, tuple[str, ...]] = (None, ())
         self._files = 0
         self._remove_leftovers()
         try:
@@ -309,10 +314,7 @@ class SyncedIndex:
             )
             gone = [(name,) for name, n in counts.items() if not n]
             writer.executemany("DELETE FROM projects WHERE name = ?", gone)
-            writer.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('version', ?), ('files', ?)",
-                (version, total),
-            )
+            _set_meta(writer, version, total, None, ())
         except BaseException:
             writer.execute("ROLLBACK")
             raise
@@ -324,6 +326,7 @@ class SyncedIndex:
                     return
                 writer.execute("COMMIT")
                 self._holds, self._files = (True, version), total
+                self._chain = (None, ())
                 with contextlib.suppress(sqlite3.OperationalError):  # busy readers: later
                     writer.execute("PRAGMA wal_checkpoint(PASSIVE)")
             finally:
@@ -334,30 +337,94 @@ class SyncedIndex:
     def _prepare_new(self, version: str | None, ordered: list[FileRecord]) -> Prepared:
         """Nothing loaded yet: build a new file beside the store, renamed over it at
         commit (faster than a journalled write, and nothing to roll back)."""
+        building = self._building()
+        total = build_database(building, ordered, version)
+        return Prepared(version, set(), True, True, self._finish_new(building, version, total))
+
+    def prepare_chain(
+        self,
+        version: str | None,
+        base: str,
+        deltas: Sequence[str],
+        fetch_base: Callable[[Path], None],
+        fetch_delta: Callable[[str], Delta],
+    ) -> Prepared:
+        """Load a segmented remote index at ``version``: the database ``base`` followed
+        by the ``deltas`` in order (``remoteindex``). When the store holds ``base`` and a
+        first part of ``deltas`` only the rest is fetched and applied, in one
+        transaction; else ``fetch_base`` writes the base database to a new file (its
+        layout is checked: it came from the storage), the deltas are applied to it and it
+        replaces the store at commit. The caller commits or rolls back."""
+        self._write_lock.acquire()
+        try:
+            held_base, held_deltas = self._chain
+            extends = held_base == base and tuple(deltas[: len(held_deltas)]) == held_deltas
+            if self.loaded and extends:
+                try:
+                    fetched = [fetch_delta(name) for name in deltas[len(held_deltas) :]]
+                    return self._prepare_apply(version, base, tuple(deltas), fetched)
+                except sqlite3.DatabaseError as exc:
+                    if not is_broken(exc):
+                        raise
+                    log.error("%s cannot be read (%s); it is built again", self.path, exc)
+                    self._reset()
+            building = self._building()
+            try:
+                fetch_base(building)
+                fetched = [fetch_delta(name) for name in deltas]
+                total = _apply_to_base(building, version, base, tuple(deltas), fetched)
+            except sqlite3.DatabaseError as exc:
+                building.unlink(missing_ok=True)
+                raise IndexFileError(f"{base} is not a pywharf index database: {exc}") from exc
+            except BaseException:
+                building.unlink(missing_ok=True)
+                raise
+            finish = self._finish_new(building, version, total, (base, tuple(deltas)))
+            return Prepared(version, set(), True, True, finish)
+        except BaseException:
+            self._write_lock.release()
+            raise
+
+    def _prepare_apply(
+        self, version: str | None, base: str, deltas: tuple[str, ...], fetched: list[Delta]
+    ) -> Prepared:
+        writer = self._write()
+        writer.execute("BEGIN IMMEDIATE")
+        try:
+            changed, names_changed = _apply_deltas(writer, fetched)
+            (total,) = writer.execute("SELECT coalesce(sum(files), 0) FROM projects").fetchone()
+            _set_meta(writer, version, total, base, deltas)
+        except BaseException:
+            writer.execute("ROLLBACK")
+            raise
+
+        def finish(commit: bool) -> None:
+            try:
+                if not commit:
+                    writer.execute("ROLLBACK")
+                    return
+                writer.execute("COMMIT")
+                self._holds, self._files = (True, version), int(total)
+                self._chain = (base, deltas)
+                with contextlib.suppress(sqlite3.OperationalError):  # busy readers: later
+                    writer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            finally:
+                self._write_lock.release()
+
+        return Prepared(version, changed, names_changed, False, finish)
+
+    def _building(self) -> Path:
         building = self.path.with_name(f"{self.path.name}.{os.getpid()}.building")
         building.unlink(missing_ok=True)
-        connection = sqlite3.connect(building, isolation_level=None)
-        try:
-            connection.execute("PRAGMA journal_mode=OFF")
-            connection.execute("PRAGMA synchronous=OFF")
-            connection.executescript(SCHEMA)
-            connection.execute("BEGIN")
-            connection.executemany(INSERT, map(encode, ordered))
-            connection.execute(
-                "INSERT INTO projects (name, files) "
-                "SELECT project, count(*) FROM files GROUP BY project"
-            )
-            (total,) = connection.execute("SELECT count(*) FROM files").fetchone()
-            connection.execute(
-                "INSERT INTO meta (key, value) VALUES ('version', ?), ('files', ?)",
-                (version, total),
-            )
-            connection.execute("COMMIT")
-            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            connection.execute("PRAGMA journal_mode=WAL")
-        finally:
-            connection.close()
+        return building
 
+    def _finish_new(
+        self,
+        building: Path,
+        version: str | None,
+        total: int,
+        chain: tuple[str | None, tuple[str, ...]] = (None, ()),
+    ) -> Callable[[bool], None]:
         def finish(commit: bool) -> None:
             try:
                 if not commit:
@@ -371,10 +438,11 @@ class SyncedIndex:
                         Path(f"{self.path}{suffix}").unlink(missing_ok=True)
                     os.replace(building, self.path)
                     self._holds, self._files = (True, version), int(total)
+                    self._chain = chain
             finally:
                 self._write_lock.release()
 
-        return Prepared(version, set(), True, True, finish)
+        return finish
 
     # -- the file --------------------------------------------------------------------------
 
@@ -388,7 +456,7 @@ class SyncedIndex:
             self._close()
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{self.path}{suffix}").unlink(missing_ok=True)
-            self._holds, self._files = (False, None), 0
+            self._holds, self._files, self._chain = (False, None), 0, (None, ())
             self._open()
 
     def close(self) -> None:
@@ -416,6 +484,7 @@ class SyncedIndex:
         self._reader = reader
         self._holds = ("version" in meta, meta.get("version"))
         self._files = int(meta.get("files") or 0)
+        self._chain = _chain_of(meta)
 
     def _connect(self, path: Path) -> sqlite3.Connection:
         connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -440,6 +509,137 @@ class SyncedIndex:
         with contextlib.suppress(OSError):
             for leftover in self.path.parent.glob(f"{self.path.name}.*.building"):
                 leftover.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class Delta:
+    """One delta of a segmented remote index: records added or changed, and the
+    (project, filename) of records removed (applied first)."""
+
+    upserts: Sequence[FileRecord]
+    removals: Sequence[tuple[str, str]]
+
+
+def build_database(path: Path, records: Iterable[FileRecord], version: str | None) -> int:
+    """Write a new database at ``path`` holding ``records`` (sorted by project and
+    filename: the b-tree is then written in order) and ``version``; returns the number of
+    files. Without a journal: the file is not visible under its final name until done."""
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        connection.execute("PRAGMA journal_mode=OFF")
+        connection.execute("PRAGMA synchronous=OFF")
+        connection.executescript(SCHEMA)
+        connection.execute("BEGIN")
+        connection.executemany(INSERT, map(encode, records))
+        connection.execute(
+            "INSERT INTO projects (name, files) "
+            "SELECT project, count(*) FROM files GROUP BY project"
+        )
+        (total,) = connection.execute("SELECT count(*) FROM files").fetchone()
+        _set_meta(connection, version, total, None, ())
+        connection.execute("COMMIT")
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        connection.execute("PRAGMA journal_mode=WAL")
+    finally:
+        connection.close()
+    return int(total)
+
+
+def check_layout(connection: sqlite3.Connection) -> None:
+    """Raise ``sqlite3.DatabaseError`` unless the database is exactly of ``SCHEMA``'s
+    layout: a base database comes from the storage, and one with triggers, views or
+    other tables is refused before any query of ours runs on it."""
+    (layout,) = connection.execute("PRAGMA user_version").fetchone()
+    if layout != SCHEMA_VERSION:
+        raise sqlite3.DatabaseError(f"layout {layout}, not {SCHEMA_VERSION}")
+    found = sorted(connection.execute("SELECT type, name, tbl_name, sql FROM sqlite_master"))
+    if found != _expected_layout():
+        raise sqlite3.DatabaseError("not a pywharf index database (its tables differ)")
+
+
+@functools.cache
+def _expected_layout() -> list[tuple[Any, ...]]:
+    connection = sqlite3.connect(":memory:")
+    try:
+        connection.executescript(SCHEMA)
+        return sorted(connection.execute("SELECT type, name, tbl_name, sql FROM sqlite_master"))
+    finally:
+        connection.close()
+
+
+def _set_meta(
+    connection: sqlite3.Connection,
+    version: str | None,
+    total: int,
+    base: str | None,
+    deltas: tuple[str, ...],
+) -> None:
+    chain = json.dumps({"base": base, "deltas": list(deltas)}) if base is not None else None
+    connection.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('version', ?), ('files', ?), "
+        "('chain', ?)",
+        (version, total, chain),
+    )
+
+
+def _chain_of(meta: dict[str, Any]) -> tuple[str | None, tuple[str, ...]]:
+    try:
+        chain = json.loads(meta.get("chain") or "null")
+        if chain is None:
+            return None, ()
+        return str(chain["base"]), tuple(str(name) for name in chain["deltas"])
+    except (ValueError, TypeError, KeyError):
+        return None, ()
+
+
+def _apply_deltas(connection: sqlite3.Connection, deltas: list[Delta]) -> tuple[set[str], bool]:
+    """Apply ``deltas`` in order within the caller's transaction; returns the projects
+    they change and whether a project came or went."""
+    changed: set[str] = set()
+    for delta in deltas:
+        connection.executemany(
+            "DELETE FROM files WHERE project = ? AND filename = ?", delta.removals
+        )
+        connection.executemany(INSERT, map(encode, delta.upserts))
+        changed.update(project for project, _ in delta.removals)
+        changed.update(record.project for record in delta.upserts)
+    names_changed = False
+    for project in changed:
+        before = connection.execute("SELECT files FROM projects WHERE name = ?", (project,))
+        had = before.fetchone() is not None
+        (count,) = connection.execute(
+            "SELECT count(*) FROM files WHERE project = ?", (project,)
+        ).fetchone()
+        if count:
+            connection.execute(
+                "INSERT OR REPLACE INTO projects (name, files) VALUES (?, ?)", (project, count)
+            )
+        else:
+            connection.execute("DELETE FROM projects WHERE name = ?", (project,))
+        names_changed = names_changed or had != bool(count)
+    return changed, names_changed
+
+
+def _apply_to_base(
+    path: Path, version: str | None, base: str, deltas: tuple[str, ...], fetched: list[Delta]
+) -> int:
+    """Check the base database at ``path``, apply ``fetched`` to it and record the chain;
+    returns its number of files."""
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        connection.execute("PRAGMA trusted_schema=OFF")
+        check_layout(connection)
+        connection.execute("PRAGMA journal_mode=OFF")
+        connection.execute("PRAGMA synchronous=OFF")
+        connection.execute("BEGIN")
+        _apply_deltas(connection, fetched)
+        (total,) = connection.execute("SELECT coalesce(sum(files), 0) FROM projects").fetchone()
+        _set_meta(connection, version, total, base, deltas)
+        connection.execute("COMMIT")
+        connection.execute("PRAGMA journal_mode=WAL")
+    finally:
+        connection.close()
+    return int(total)
 
 
 def _by_project(

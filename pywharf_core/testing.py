@@ -105,12 +105,12 @@ def listed(backend: Backend, filename: str) -> StoredFile:
 
 def indexed(backend: Backend) -> dict[str, FileRecord]:
     """``update_index`` run over the backend, and the records it wrote, by filename."""
-    from .indexfile import load_index
+    from .remoteindex import read_records
 
     update_index(backend)
     current = backend.read_index()
     assert current is not None
-    return {r.filename: r for r in load_index(current[0]).records}
+    return {r.filename: r for r in read_records(backend, current[0])[0]}
 
 
 class BackendConformance:

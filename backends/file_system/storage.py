@@ -26,7 +26,7 @@ import errno
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,11 +39,9 @@ from pywharf_core.errors import (
     FileExists,
     FileMissing,
     IndexConflict,
-    IndexFileError,
     InsufficientStorage,
 )
 from pywharf_core.files import create_once, remove_dead_leftovers, replace_file, write_temp
-from pywharf_core.indexfile import load_index
 from pywharf_core.records import FileRecord
 from pywharf_core.state import LocalState
 
@@ -148,6 +146,9 @@ class FileSystemBackend(Backend):
 
     def write_state(self, name: str, data: bytes, expected_version: str | None) -> str:
         return self._state.write(name, data, expected_version)
+
+    def delete_state(self, name: str) -> None:
+        self._state.delete(name)
 
     def put_cached(self, key: str, staged: Path) -> None:
         final = self._path(f"{UPSTREAM_CACHE}/{key}")
@@ -261,7 +262,6 @@ class FileSystemBackend(Backend):
             _fsync_path(self.root)
             version = self.index_version()
             assert version is not None
-        self._compact_journal(data)
         return version
 
     # -- the journal ----------------------------------------------------------------------
@@ -294,28 +294,16 @@ class FileSystemBackend(Backend):
             finally:
                 os.close(fd)
 
-    def _compact_journal(self, index_data: bytes) -> None:
-        """Keep only journal entries the index just written does not reflect."""
+    def compact_changes(self, indexed: Callable[[FileRecord], bool]) -> None:
+        """Keep only journal entries the index just written does not hold."""
         if not self.changes_since(None)[0]:
-            return  # nothing to compact: the index is not parsed again
-        try:
-            indexed = {r.filename: r for r in load_index(index_data).records}
-        except IndexFileError:
             return
         with self._journal_lock:
             changes, _ = self.changes_since(None)
             latest = {r.filename: r for r in changes}  # the last line per file wins
-            # An entry stays while the index does not reflect it and its file is still
+            # An entry stays while the index does not hold it and its file is still
             # stored: one deleted (or removed by hand) leaves with the next index.
-            kept = [
-                r
-                for r in latest.values()
-                if (
-                    (old := indexed.get(r.filename)) is None
-                    or (old.sha256, old.yanked) != (r.sha256, r.yanked)
-                )
-                and self._is_stored(r)
-            ]
+            kept = [r for r in latest.values() if not indexed(r) and self._is_stored(r)]
             if len(kept) == len(changes):
                 return
             text = "".join(json.dumps(r.to_dict(), sort_keys=True) + "\n" for r in kept)

@@ -1,0 +1,316 @@
+"""The segmented remote index (``remoteindex``): update_index writes a base database and
+deltas named by a manifest; servers open the base and fetch only the deltas they lack;
+the single-file index of 0.2 and of the previous release is read and converted."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+from pywharf_backends.file_system import FileSystemBackend
+from wharftest.cli import pywharf
+from wharftest.server import get
+
+from pywharf_core import remoteindex
+from pywharf_core.auth import AccessCache
+from pywharf_core.backend import Backend
+from pywharf_core.config import parse_repo_configs, parse_toml
+from pywharf_core.errors import IndexFileError, IndexTooNew, PywharfError
+from pywharf_core.indexfile import load_index
+from pywharf_core.job import update_index
+from pywharf_core.repository import Repository
+from pywharf_core.testing import make_wheel
+
+CONFIG = """
+[team]
+type = "file_system"
+read_secret = "team-read-secret-1"
+write_secret = "team-write-secret-1"
+"""
+
+
+def storage_of(root: Path) -> Path:
+    return root / "cache" / "team" / "storage"
+
+
+def open_repo(root: Path) -> Repository:
+    config = parse_repo_configs(parse_toml(CONFIG, "<test>"))["team"]
+    return Repository.open(config, root, None, AccessCache(60, 60))
+
+
+def add_wheel(storage: Path, name: str, version: str = "1.0") -> str:
+    filename, data, _ = make_wheel(name, version)
+    (storage / name).mkdir(parents=True, exist_ok=True)
+    (storage / name / filename).write_bytes(data)
+    return filename
+
+
+def manifest_of(backend: Backend) -> remoteindex.Manifest:
+    current = backend.read_index()
+    assert current is not None and remoteindex.is_manifest(current[0])
+    return remoteindex.parse_manifest(current[0])
+
+
+def names_on(repo: Repository) -> dict[str, list[str]]:
+    snapshot = repo.index.snapshot
+    return {
+        project: sorted(r.filename for r in snapshot.files_of(project) or ())
+        for project in snapshot.projects
+    }
+
+
+def test_deltas_are_fetched_alone_and_a_new_base_replaces_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = storage_of(tmp_path)
+    for i in range(8):
+        add_wheel(storage, f"seg-{i}")
+    backend = FileSystemBackend(storage)
+    assert update_index(backend, index_format="segments").changed
+    first = manifest_of(backend)
+    assert first.files == 8 and first.base.files == 8 and first.deltas == ()
+    repo = open_repo(tmp_path)
+    assert sorted(repo.index.snapshot.projects) == [f"seg-{i}" for i in range(8)]
+
+    # One new file, one removed: a delta of two, and the server fetches only it.
+    added = add_wheel(storage, "seg-3", "2.0")
+    gone = next((storage / "seg-5").iterdir())
+    gone.unlink()
+    assert update_index(backend, index_format="segments").changed
+    second = manifest_of(backend)
+    assert second.base == first.base and [d.files for d in second.deltas] == [2]
+    fetched: list[str] = []
+    original = backend.read_state
+
+    def counting(name: str) -> tuple[bytes, str] | None:
+        fetched.append(name)
+        return original(name)
+
+    monkeypatch.setattr(backend, "read_state", counting)
+    repo.backend = backend
+    assert repo.sync()
+    assert [n for n in fetched if n.startswith("index/")] == [second.deltas[0].name]
+    listing = names_on(repo)
+    assert "seg-5" not in listing and added in listing["seg-3"]
+    assert repo.index.snapshot.file_count == 8
+
+    # Enough change for a new base: the old segments are retired, not yet deleted.
+    monkeypatch.setattr(remoteindex, "CONSOLIDATE_SHARE", 0.0)
+    add_wheel(storage, "seg-new")
+    assert update_index(backend, index_format="segments").changed
+    third = manifest_of(backend)
+    assert third.base != first.base and third.deltas == ()
+    assert {name for name, _ in third.retired} == {first.base.name, second.deltas[0].name}
+    assert backend.read_state(first.base.name) is not None
+    fetched.clear()
+    assert repo.sync()
+    assert [n for n in fetched if n.startswith("index/")] == [third.base.name]
+    assert "seg-new" in names_on(repo) and repo.index.snapshot.file_count == 9
+
+    # An hour later the next update_index deletes what was retired.
+    monkeypatch.setattr(remoteindex, "RETIRE_SECONDS", 0)
+    add_wheel(storage, "seg-later")
+    assert update_index(backend, index_format="segments").changed
+    assert backend.read_state(first.base.name) is None
+    assert backend.read_state(second.deltas[0].name) is None
+    assert not {name for name, _ in manifest_of(backend).retired} & {first.base.name}
+
+
+def test_a_restart_and_a_fresh_server_agree_with_the_records(tmp_path: Path) -> None:
+    storage = storage_of(tmp_path)
+    for i in range(5):
+        add_wheel(storage, f"agree-{i}")
+    backend = FileSystemBackend(storage)
+    update_index(backend, index_format="segments")
+    add_wheel(storage, "agree-1", "1.1")
+    update_index(backend, index_format="segments")
+    records, manifest = remoteindex.read_records(backend, backend.read_index()[0])  # type: ignore[index]
+    assert manifest is not None and len(manifest.deltas) == 1
+    expected: dict[str, list[str]] = {}
+    for record in records:
+        expected.setdefault(record.project, []).append(record.filename)
+    expected = {k: sorted(v) for k, v in expected.items()}
+    assert names_on(open_repo(tmp_path)) == expected  # base + delta, from nothing
+    assert names_on(open_repo(tmp_path)) == expected  # a restart: the database holds it
+    # The served record is the stored one, field for field.
+    repo = open_repo(tmp_path)
+    for record in records:
+        assert repo.index.snapshot.find(record.project, record.filename) == record
+
+
+def test_the_single_file_index_is_read_and_converted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(remoteindex, "CONSOLIDATE_SHARE", 10.0)  # a delta even at 1 file
+    storage = storage_of(tmp_path)
+    add_wheel(storage, "conv-a")
+    backend = FileSystemBackend(storage)
+    update_index(backend, index_format="toml")
+    single = backend.read_index()
+    assert single is not None and not remoteindex.is_manifest(single[0])
+    repo = open_repo(tmp_path)
+    assert list(repo.index.snapshot.projects) == ["conv-a"]
+    # Nothing changed but the format: converted all the same, and served the same.
+    summary = update_index(backend, index_format="segments")
+    assert summary.changed and manifest_of(backend).files == 1
+    assert repo.sync() and names_on(repo) == {"conv-a": [make_wheel("conv-a", "1.0")[0]]}
+    # auto keeps a segmented index segmented, whatever its size …
+    add_wheel(storage, "conv-b")
+    update_index(backend)
+    assert len(manifest_of(backend).deltas) == 1
+    # … and toml converts back, for servers of 0.2.
+    update_index(backend, index_format="toml")
+    back = load_index(backend.read_index()[0])  # type: ignore[index]
+    assert sorted(r.project for r in back.records) == ["conv-a", "conv-b"]
+    assert repo.sync() and sorted(names_on(repo)) == ["conv-a", "conv-b"]
+
+
+def test_auto_segments_large_indexes_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pywharf_core.job
+
+    storage = storage_of(tmp_path)
+    add_wheel(storage, "auto-a")
+    backend = FileSystemBackend(storage)
+    update_index(backend)
+    assert not remoteindex.is_manifest(backend.read_index()[0])  # type: ignore[index]
+    monkeypatch.setattr(pywharf_core.job, "SEGMENTED_FROM", 2)
+    add_wheel(storage, "auto-b")
+    update_index(backend)
+    assert manifest_of(backend).files == 2
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    ["garbage", "wrong-sha", "missing", "trigger", "not-zstd"],
+)
+def test_a_spoilt_segment_is_a_clear_sync_error_and_the_last_index_stays(
+    tmp_path: Path, spoil: str
+) -> None:
+    storage = storage_of(tmp_path)
+    add_wheel(storage, "keep-a")
+    backend = FileSystemBackend(storage)
+    update_index(backend, index_format="segments")
+    repo = open_repo(tmp_path)
+    assert list(repo.index.snapshot.projects) == ["keep-a"]
+    add_wheel(storage, "keep-b")
+    remoteindex.CONSOLIDATE_SHARE, saved = 0.0, remoteindex.CONSOLIDATE_SHARE
+    try:
+        update_index(backend, index_format="segments")  # a new base
+    finally:
+        remoteindex.CONSOLIDATE_SHARE = saved
+    base = manifest_of(backend).base
+    path = storage / ".pywharf-state" / base.name
+    if spoil == "garbage":
+        path.write_bytes(b"\0" * 100)
+    elif spoil == "missing":
+        path.unlink()
+    elif spoil == "not-zstd":
+        data = b"SQLite format 3\0" + b"\0" * 200
+        path.write_bytes(data)
+        _rename_manifest_sha(backend, base.sha256, data)
+    elif spoil == "wrong-sha":
+        data = path.read_bytes()
+        path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    else:  # a valid, hash-matching database with a trigger in it: refused
+        with_trigger = tmp_path / "evil.sqlite3"
+        scratch = tmp_path / "scratch.sqlite3"
+        remoteindex.write_base_to(backend, base, scratch)
+        shutil.copy(scratch, with_trigger)
+        connection = sqlite3.connect(with_trigger)
+        connection.execute(
+            "CREATE TRIGGER t AFTER INSERT ON files BEGIN DELETE FROM files; END"
+        )
+        connection.commit()
+        connection.close()
+        from backports import zstd
+
+        data = zstd.compress(with_trigger.read_bytes())
+        path.write_bytes(data)
+        _rename_manifest_sha(backend, base.sha256, data)
+    with pytest.raises(IndexFileError):
+        repo.sync()
+    assert list(repo.index.snapshot.projects) == ["keep-a"]  # the last good index
+    # The sync thread's way: logged once, no traceback, served on.
+    repo.sync_logged()
+    assert repo.sync_failures == 1
+    assert not list(tmp_path.glob("cache/team/*.building"))
+
+
+def _rename_manifest_sha(backend: FileSystemBackend, old: str, data: bytes) -> None:
+    import hashlib
+
+    current = backend.read_index()
+    assert current is not None
+    text = current[0].decode().replace(old, hashlib.sha256(data).hexdigest())
+    backend.write_index(text.encode(), current[1])
+
+
+def test_a_manifest_from_a_newer_pywharf_is_refused_by_update_index(tmp_path: Path) -> None:
+    storage = storage_of(tmp_path)
+    add_wheel(storage, "new-a")
+    backend = FileSystemBackend(storage)
+    backend.write_index(b"format_version = 3\nmtime = 1\n", None)
+    with pytest.raises(IndexTooNew):
+        update_index(backend)
+    assert backend.read_index()[0].startswith(b"format_version = 3")  # type: ignore[index]
+    with pytest.raises(PywharfError, match="index_format"):
+        update_index(backend, index_format="sharded")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'format_version = 2\n[base]\nname = "../../etc/passwd"\nsha256 = "' + "0" * 64 + '"\n',
+        'format_version = 2\n[base]\nname = "index/a"\nsha256 = "xyz"\n',
+        "format_version = 2\n",
+        'format_version = 2\n[base]\nname = "index/A"\nsha256 = "' + "0" * 64 + '"\n',
+        "format_version = 2\n[base\n",
+        'format_version = 2\nbase = "x"\n',
+    ],
+)
+def test_a_malformed_manifest_is_an_index_file_error(text: str) -> None:
+    with pytest.raises(IndexFileError):
+        remoteindex.parse_manifest(text.encode())
+
+
+def test_manifest_round_trip() -> None:
+    manifest = remoteindex.Manifest(
+        1.5,
+        10,
+        remoteindex.Segment("index/base-" + "a" * 64 + ".sqlite3.zst", "a" * 64, 9),
+        (remoteindex.Segment("index/delta-" + "b" * 64 + ".json.zst", "b" * 64, 1),),
+        (("index/delta-" + "c" * 64 + ".json.zst", 2.0),),
+    )
+    data = remoteindex.dump_manifest(manifest)
+    assert remoteindex.is_manifest(data)
+    assert remoteindex.parse_manifest(data) == manifest
+    # A reader of the previous release refuses it with a message that says what to do.
+    with pytest.raises(IndexTooNew, match="upgrade pywharf"):
+        load_index(data)
+
+
+def test_update_index_command_and_a_server_on_a_segmented_index(
+    start_server, tmp_path: Path
+) -> None:
+    root = tmp_path / "root"
+    storage = root / "cache" / "local" / "storage"
+    filename = add_wheel(storage, "served-seg")
+    done = pywharf(
+        "update_index", "file_system", "local", "--root", str(root), "--index_format", "segments"
+    )
+    assert done.returncode == 0, done.stderr
+    assert remoteindex.is_manifest((storage / "index.toml").read_bytes())
+    server = start_server(root=root)
+    read = ("local", server.read_secret)
+    assert "served-seg" in get(server, "simple/", auth=read).text
+    page = get(server, "simple/served-seg/", auth=read)
+    assert page.status_code == 200 and filename in page.text
+    refused = pywharf(
+        "update_index", "file_system", "local", "--root", str(root), "--index_format", "shards"
+    )
+    assert refused.returncode != 0 and "index_format" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    json.loads(json.dumps({"ok": True}))  # keeps the json import honest in this module
