@@ -274,6 +274,42 @@ class BackendConformance:
         assert backend.read_state("tokens.json") == (b'{"a": 1}', v2)
         assert list(backend.list_files()) == []  # state is never a distribution
 
+    def test_a_state_document_can_be_deleted(self, backend: Backend) -> None:
+        try:
+            backend.write_state("index/conf-gone.bin", b"x", None)
+        except NotSupported:
+            pytest.skip("this backend keeps no shared state (write_state)")
+        try:
+            backend.delete_state("index/conf-gone.bin")
+        except NotSupported:
+            pytest.skip("this backend cannot delete state (delete_state): segments stay")
+        assert backend.read_state("index/conf-gone.bin") is None
+        backend.delete_state("index/conf-gone.bin")  # absent: no error
+        backend.write_state("index/conf-gone.bin", b"again", None)  # the name is free
+
+    def test_update_index_compacts_the_change_log(self, backend: Backend) -> None:
+        stored, _ = put(backend, "conf-compact", "1.0")
+        if not backend.changes_since(None)[0]:
+            pytest.skip("this backend reports no changes (changes_since)")
+        indexed(backend)
+        assert stored.filename not in {r.filename for r in backend.changes_since(None)[0]}
+
+    def test_a_segmented_index_holds_every_file(self, backend: Backend) -> None:
+        from .remoteindex import is_manifest, keeps_segments
+
+        if not keeps_segments(backend):
+            pytest.skip("this backend keeps no shared state: its index is one index.toml")
+        a, _ = put(backend, "conf-segments", "1.0")
+        update_index(backend, index_format="segments")
+        b, _ = put(backend, "conf-segments", "2.0", b"second")
+        update_index(backend, index_format="segments")  # a delta
+        current = backend.read_index()
+        assert current is not None and is_manifest(current[0])
+        records = indexed(backend)
+        assert set(records) == {a.filename, b.filename}
+        assert records[b.filename].sha256 == b.sha256
+        assert not update_index(backend).changed
+
     def test_upstream_cache_is_create_only_and_never_listed(
         self, backend: Backend, tmp_path: Path
     ) -> None:

@@ -4,7 +4,6 @@ the single-file index of 0.2 and of the previous release is read and converted."
 
 from __future__ import annotations
 
-import json
 import shutil
 import sqlite3
 from pathlib import Path
@@ -220,9 +219,7 @@ def test_a_spoilt_segment_is_a_clear_sync_error_and_the_last_index_stays(
         remoteindex.write_base_to(backend, base, scratch)
         shutil.copy(scratch, with_trigger)
         connection = sqlite3.connect(with_trigger)
-        connection.execute(
-            "CREATE TRIGGER t AFTER INSERT ON files BEGIN DELETE FROM files; END"
-        )
+        connection.execute("CREATE TRIGGER t AFTER INSERT ON files BEGIN DELETE FROM files; END")
         connection.commit()
         connection.close()
         from backports import zstd
@@ -313,4 +310,3 @@ def test_update_index_command_and_a_server_on_a_segmented_index(
     )
     assert refused.returncode != 0 and "index_format" in refused.stderr
     assert "Traceback" not in refused.stderr
-    json.loads(json.dumps({"ok": True}))  # keeps the json import honest in this module
