@@ -310,3 +310,28 @@ def test_update_index_command_and_a_server_on_a_segmented_index(
     )
     assert refused.returncode != 0 and "index_format" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+class NoSharedState(FileSystemBackend):
+    """A backend that keeps no shared documents (as the github backend)."""
+
+    read_state = Backend.read_state
+    write_state = Backend.write_state
+
+
+def test_a_backend_without_shared_state_keeps_one_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pywharf_core.job
+
+    storage = storage_of(tmp_path)
+    add_wheel(storage, "plain-a")
+    backend = NoSharedState(storage)
+    with pytest.raises(PywharfError, match="shared state"):
+        update_index(backend, index_format="segments")
+    assert backend.read_index() is None
+    monkeypatch.setattr(pywharf_core.job, "SEGMENTED_FROM", 1)
+    update_index(backend)
+    current = backend.read_index()
+    assert current is not None and not remoteindex.is_manifest(current[0])
+    assert [r.project for r in load_index(current[0]).records] == ["plain-a"]
