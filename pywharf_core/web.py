@@ -11,10 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
@@ -183,32 +184,43 @@ async def root(request: Request) -> Response:
 # -- pages -------------------------------------------------------------------------------
 
 
+#: Projects on one page of a repository's home page.
+PAGE_ROWS = 100
+
+
 def repository_home(request: Request, repo: Repository, access: Access) -> Response:
-    """The projects, or those whose name or summary holds every word of ``q``. Summaries
-    come from the repository's summary cache (never a backend call); projects it has not
-    described yet are described in the background (``SummaryCache.fill_soon``)."""
+    """The projects, or those whose name or summary holds every word of ``q``, a page of
+    ``PAGE_ROWS`` at a time (``page``). Summaries come from the repository's summary cache
+    (never a backend call); projects it has not described yet are described in the
+    background (``SummaryCache.fill_soon``). Only the page's projects are read from the
+    index: at a million files the whole list took seconds to read and megabytes to send."""
     query = request.query_params.get("q", "")
     projects = repo.index.snapshot.projects
     error = None
-    if len(query) > MAX_QUERY_CHARS:  # no name or summary is that long: a mistake, said so
+    too_long = len(query) > MAX_QUERY_CHARS
+    if too_long:  # no name or summary is that long: a mistake, said so
         error = f"The search is longer than {MAX_QUERY_CHARS} characters; shorten it."
         query = query[:MAX_QUERY_CHARS]
+    page = _page_number(request.query_params.get("page", "1"))
+    if page is None and error is None:
+        error = "The page number must be a whole number from 1; the first page is shown."
     query = query.strip()
     search = Search.parse(query)
+    matching = [] if too_long else _matching(repo, projects, search)
+    pages = max(1, -(-len(matching) // PAGE_ROWS))
+    page = min(page or 1, pages)
     rows = []
-    for name, records in () if error else projects.items():
-        # A quarantined project shows nothing from its files (as its page does).
-        hidden = repo.status_of(name).hides_files
-        summary = "" if hidden else repo.summaries.summary(name)
-        if not search.matches(name, summary):
-            continue
+    for name in matching[(page - 1) * PAGE_ROWS : page * PAGE_ROWS]:
+        records = projects.get(name) or ()
+        if not records:
+            continue  # gone since the list was read
         latest = max(records, key=lambda r: r.upload_time)
         rows.append(
             {
                 "name": name,
                 "version": latest.version,
                 "uploaded": _when(latest),
-                "summary": summary,
+                "summary": _summary(repo, name),
             }
         )
     repo.summaries.fill_soon()
@@ -222,10 +234,39 @@ def repository_home(request: Request, repo: Repository, access: Access) -> Respo
         max_query=MAX_QUERY_CHARS,
         error=error,
         total=len(projects),
+        matched=len(matching),
+        first=(page - 1) * PAGE_ROWS + 1,
+        previous=_page_link(query, page - 1) if page > 1 else None,
+        next=_page_link(query, page + 1) if page < pages else None,
         access=access.name.lower(),
         home=home_url(request),
         logout=site_url(request, "logout/"),
     )
+
+
+def _page_number(text: str) -> int | None:
+    """``page`` as a number from 1, or ``None`` when it is not one."""
+    if not text.isascii() or not text.isdigit() or len(text) > 9 or int(text) < 1:
+        return None
+    return int(text)
+
+
+def _summary(repo: Repository, name: str) -> str:
+    # A quarantined project shows nothing from its files (as its page does).
+    return "" if repo.status_of(name).hides_files else repo.summaries.summary(name)
+
+
+def _matching(repo: Repository, projects: Mapping[str, Any], search: Search) -> list[str]:
+    """The names of the projects ``search`` matches, in order (names and summaries are in
+    memory: no project is read from the index)."""
+    if not search.words:
+        return list(projects)
+    return [name for name in projects if search.matches(name, _summary(repo, name))]
+
+
+def _page_link(query: str, page: int) -> str:
+    parameters = {"q": query, "page": str(page)} if query else {"page": str(page)}
+    return "?" + urlencode(parameters)
 
 
 async def project_page(

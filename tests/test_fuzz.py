@@ -89,6 +89,8 @@ QUERIES = [
     b"format=application/vnd.pypi.simple.latest%2Bhtml", b"next=%0d%0aSet-Cookie:x=1",
     b"q=" + b"x" * 201, b"q=%00", b"q=%e2%80%8b%e2%80%a8", b"q=Foo_Bar.BAZ+base", b"q=%ef%bc%a1",
     b"q=" + b"a+" * 100, b"q=%c3%9f&q=", b"q=<script>", b"q=%2e%2e%2f",
+    b"page=0", b"page=-1", b"page=" + b"9" * 400, b"page=%d9%a3", b"page=2&page=x", b"page=",
+    b"q=a&page=99999999", b"page=1.5", b"page=%00",
 ]  # fmt: skip
 STRINGS = [
     b"", b" ", b"\xe9\xe9", b"\xff\xfe", b"\x00", b"\x01\x7f", b"\xc3\x28", b"\xe2\x82\xac",
