@@ -10,20 +10,35 @@ Layout under ``<prefix>`` (default ``<repo name>/``)::
     .pywharf-state/<name>               the core's shared documents (tokens, status …)
     .pywharf-upstream/<project>/<file>  files fetched from the upstream index (shared
                                         by the replicas, never listed as the repository's)
+    .pywharf-changes/<ms>-<uuid>.json   the change feed: one record per upload or yank
+                                        not yet in the index (<ms>: 13-digit epoch ms)
 
 Creating a file is a conditional write (``If-None-Match: *``, on the single PUT or on
 completing the multipart upload), so of any number of replicas exactly one creates a
 filename. The index is replaced with ``If-Match`` on the ETag it was read with.
 Downloads redirect to presigned URLs, or stream through the server (``proxy_downloads``).
+
+The change feed lets replicas see each other's uploads and yanks within a sync interval,
+before ``update_index`` runs (``changes_since``). Each change is an object of its own
+(S3 has no append), named by its writer's clock so that names sort by time. A reader
+lists from a little before the newest name it saw (``CHANGE_LAG_SECONDS``: writers'
+clocks differ, and a PUT may complete after a later-named one was listed) and reads only
+the names it has not reported yet: a round with nothing new is one LIST. ``update_index``
+deletes the changes the index it wrote holds (``compact_changes``).
 """
 
 from __future__ import annotations
 
 import calendar
+import json
 import logging
+import re
+import threading
 import time
-from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +75,21 @@ DOWNLOAD_CHUNK = 1024 * 1024
 KNOWN_PRESENT_MAX = 200_000
 UPSTREAM_CACHE = ".pywharf-upstream"
 STATE = ".pywharf-state"
+#: The change feed (see the module docstring).
+CHANGES = ".pywharf-changes"
+_CHANGE_NAME = re.compile(r"(\d{13})-[0-9a-f]{32}\.json")
+#: How far before the newest change it saw a reader lists again. A change named earlier
+#: than that when it appears (a writer's clock further behind, or a slower PUT) reaches
+#: the other replicas with the next update_index only.
+CHANGE_LAG_SECONDS = 120
+#: Change objects read at once (a full reload reads the whole feed).
+CHANGE_READERS = 8
+#: Cursors of the change feed a backend remembers (the sync uses the last one only).
+CURSORS_KEPT = 16
+#: DeleteObjects takes at most this many keys.
+DELETE_BATCH = 1000
+#: Changes whose publication failed, kept to be tried again (beyond: left to the job).
+UNPUBLISHED_MAX = 10_000
 #: Multipart uploads begun longer ago than this are abandoned (update_index aborts them).
 ABANDONED_UPLOAD_SECONDS = 24 * 3600
 _UNAVAILABLE_CODES = {
@@ -205,6 +235,13 @@ class S3Backend(Backend):
         # Keys seen to exist. Files are immutable, so one HEAD per key per server life
         # keeps "missing" an honest FileMissing without a HEAD on every download.
         self._present: OrderedDict[str, None] = OrderedDict()
+        self._changes_prefix = f"{prefix}{CHANGES}/"
+        # The reader's side of the change feed: for each cursor handed out lately, the
+        # names within its lag window reported up to it.
+        self._feed_lock = threading.Lock()
+        self._feed_cursors: OrderedDict[str, frozenset[str]] = OrderedDict()
+        self._feed_serial = 0
+        self._unpublished: deque[FileRecord] = deque(maxlen=UNPUBLISHED_MAX)
 
     # -- files ------------------------------------------------------------------------
     def put_file(
@@ -245,7 +282,9 @@ class S3Backend(Backend):
                 )
         with s3_errors(record.filename, self._outage):
             stored = self.client.head_object(Bucket=self.bucket, Key=key)
-        return record.with_changes(backend_ref=key, upload_time=_epoch(stored["LastModified"]))
+        published = record.with_changes(backend_ref=key, upload_time=_epoch(stored["LastModified"]))
+        self._publish_change(published)
+        return published
 
     def _multipart_create(self, key: str, staged: StagedFile, metadata: dict[str, str]) -> None:
         upload = self.client.create_multipart_upload(
@@ -345,6 +384,11 @@ class S3Backend(Backend):
         key = f"{self.prefix}{STATE}/{check_state_name(name)}"
         return self._put_conditionally(key, data, expected_version, "application/json")
 
+    def delete_state(self, name: str) -> None:
+        key = f"{self.prefix}{STATE}/{check_state_name(name)}"
+        with s3_errors(key, self._outage):
+            self.client.delete_object(Bucket=self.bucket, Key=key)  # absent: no error in S3
+
     def put_cached(self, key: str, staged: Path) -> None:
         target = f"{self.prefix}{UPSTREAM_CACHE}/{key}"
         try:
@@ -372,6 +416,7 @@ class S3Backend(Backend):
                 self.client.delete_object(Bucket=self.bucket, Key=key)
             else:
                 self.client.put_object(Bucket=self.bucket, Key=key, Body=reason.encode("utf-8"))
+        self._publish_change(record.with_changes(yanked=reason))
 
     def delete_file(self, record: FileRecord) -> None:
         key = record.backend_ref or self._key(record.project, record.filename)
@@ -467,6 +512,140 @@ class S3Backend(Backend):
         with s3_errors(key, self._outage):
             return str(self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read().decode())
 
+    # -- the change feed ----------------------------------------------------------------
+    def changes_since(self, cursor: str | None) -> tuple[list[FileRecord], str | None]:
+        """The change records named since ``cursor`` (``None``: the whole feed), in name
+        order, and the next cursor (``"<mark ms>.<serial>"``). One LIST from the mark less
+        ``CHANGE_LAG_SECONDS``, then a GET per object not reported yet. The names of the
+        window already reported are remembered here for the last ``CURSORS_KEPT``
+        cursors handed out; another cursor (of another process) reads its window again:
+        records twice rather than one missed."""
+        with self._feed_lock:
+            self._retry_unpublished()
+            mark = _cursor_mark(cursor)
+            seen = self._feed_cursors.get(cursor or "", frozenset())
+            lag = CHANGE_LAG_SECONDS * 1000
+            listed = self._list_changes(max((mark or 0) - lag, 0))
+            fresh = [key for key, _ in listed if key not in seen]
+            records = [r for _, r in self._read_changes(fresh) if r is not None]
+            # The mark never runs ahead of this clock: a writer whose clock is ahead
+            # must not hide the changes of the others for as long.
+            newest = min(max((stamp for _, stamp in listed), default=0), _now_ms())
+            mark = max(mark or 0, newest)
+            self._feed_serial += 1
+            handed_out = f"{mark}.{self._feed_serial}"
+            window = frozenset(key for key, stamp in listed if stamp >= mark - lag)
+            self._feed_cursors[handed_out] = window
+            while len(self._feed_cursors) > CURSORS_KEPT:
+                self._feed_cursors.popitem(last=False)
+            return records, handed_out
+
+    def compact_changes(self, indexed: Callable[[FileRecord], bool]) -> None:
+        """Delete the change objects the index just written holds, those a later change
+        of the same file supersedes, those of files no longer stored (deleted), and
+        unreadable ones. What stays happened after the job listed the bucket."""
+        keys = [key for key, _ in self._list_changes(0)]
+        latest: dict[str, tuple[str, FileRecord]] = {}
+        doomed = []
+        for key, record in self._read_changes(keys):
+            if record is None:
+                doomed.append(key)  # unreadable: warned about once more, then gone
+                continue
+            if (previous := latest.get(record.filename)) is not None:
+                doomed.append(previous[0])
+            latest[record.filename] = (key, record)
+        doomed += [key for key, r in latest.values() if indexed(r) or not self._is_stored(r)]
+        self._delete_keys(sorted(doomed))
+
+    def _publish_change(self, record: FileRecord) -> None:
+        """Tell the other replicas of ``record``. A failure fails nothing: the file is
+        stored and the next ``update_index`` indexes it; the change is tried again on
+        this server's next sync round."""
+        try:
+            self._put_change(record)
+        except BackendError as exc:
+            log.warning(
+                "could not publish the change of %s to the other replicas (tried again "
+                "on the next sync): %s",
+                record.filename,
+                exc,
+            )
+            self._unpublished.append(record)
+
+    def _retry_unpublished(self) -> None:
+        while self._unpublished:
+            record = self._unpublished[0]
+            try:
+                self._put_change(record)
+            except BackendError:
+                return  # still failing: the next round tries again
+            self._unpublished.popleft()
+            log.info("published the change of %s after all", record.filename)
+
+    def _put_change(self, record: FileRecord) -> None:
+        key = f"{self._changes_prefix}{_now_ms():013d}-{uuid.uuid4().hex}.json"
+        body = json.dumps(record.to_dict(), sort_keys=True).encode("utf-8")
+        with s3_errors(key, self._outage):
+            self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=body, ContentType="application/json"
+            )
+
+    def _list_changes(self, since_ms: int) -> list[tuple[str, int]]:
+        """The change objects named at ``since_ms`` or later, as (key, stamp), in order."""
+        start_after = f"{self._changes_prefix}{since_ms:013d}"  # sorts before "<ms>-…"
+        found = []
+        with s3_errors("the change feed", self._outage):
+            paginator = self.client.get_paginator("list_objects_v2")
+            pages = paginator.paginate(
+                Bucket=self.bucket, Prefix=self._changes_prefix, StartAfter=start_after
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    key = str(item["Key"])
+                    if match := _CHANGE_NAME.fullmatch(key[len(self._changes_prefix) :]):
+                        found.append((key, int(match.group(1))))
+        return found
+
+    def _read_changes(self, keys: list[str]) -> list[tuple[str, FileRecord | None]]:
+        """Each key with its record (``None``: unreadable, skipped with a warning), in
+        order; keys deleted meanwhile (compacted) are left out."""
+        if len(keys) <= 1:
+            bodies = [self._read_change(key) for key in keys]
+        else:
+            with ThreadPoolExecutor(min(CHANGE_READERS, len(keys))) as pool:
+                bodies = list(pool.map(self._read_change, keys))
+        pairs = zip(keys, bodies, strict=True)
+        return [(key, _change_record(body, key)) for key, body in pairs if body is not None]
+
+    def _read_change(self, key: str) -> bytes | None:
+        try:
+            with s3_errors(key, self._outage):
+                return bytes(self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+        except FileMissing:
+            return None
+
+    def _delete_keys(self, keys: list[str]) -> None:
+        for start in range(0, len(keys), DELETE_BATCH):
+            batch = keys[start : start + DELETE_BATCH]
+            with s3_errors("the change feed", self._outage):
+                response = self.client.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True},
+                )
+            for error in response.get("Errors", []):
+                log.warning("could not delete %s: %s", error.get("Key"), error.get("Message"))
+
+    def _is_stored(self, record: FileRecord) -> bool:
+        key = record.backend_ref or self._key(record.project, record.filename)
+        if not key.startswith(self.prefix):
+            return False
+        try:
+            with s3_errors(key, self._outage):
+                self.client.head_object(Bucket=self.bucket, Key=key)
+        except FileMissing:
+            return False
+        return True
+
     # -- remote index -------------------------------------------------------------------
     def read_index(self) -> tuple[bytes, str] | None:
         try:
@@ -522,3 +701,22 @@ def _guarded(chunks: Iterator[bytes], key: str, outage: _Outage) -> Iterator[byt
 
 def _epoch(moment: Any) -> float:
     return float(calendar.timegm(moment.utctimetuple()))
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _cursor_mark(cursor: str | None) -> int | None:
+    """The mark of a cursor ``changes_since`` handed out; ``None`` for anything else
+    (then the whole feed is read)."""
+    mark = (cursor or "").partition(".")[0]
+    return int(mark) if mark.isdigit() else None
+
+
+def _change_record(body: bytes, key: str) -> FileRecord | None:
+    try:
+        return FileRecord.from_dict(json.loads(body))
+    except (ValueError, KeyError, TypeError):
+        log.warning("skipping an unreadable change record %s", key)
+        return None
