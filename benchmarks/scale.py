@@ -2,19 +2,23 @@
 1,000, 100,000 and 1,000,000 files (4 files a project).
 
     python benchmarks/scale.py [--sizes 1000,100000,1000000] [--server waitress|uvicorn]
-                               [--work DIR] [--touch 1000]
+                               [--work DIR] [--touch 1000] [--index-format segments|toml]
 
 For each size, a corpus in the file_system backend's layout: the first 1,000 files are
 small real wheels (the projects that clients fetch), indexed by ``update_index``; the
 rest are synthetic records (a sha256, a size, an upload time, no file) appended straight
 to the remote index file, so a million records need no million wheels. Corpora are kept
-under ``--work`` and reused: a before/after comparison reads the same index bytes.
+under ``--work`` and reused: a before/after comparison reads the same index bytes. With
+``--index-format segments`` (the default) the corpus's index is converted once into a
+segmented index (a base database, ``remoteindex``) in a copy beside it, as
+``update_index`` writes it from 20,000 files; ``toml`` measures the single file.
 
-Then: a first start on a fresh ROOT (the TOML index is parsed), the peak RSS of that
+Then: a first start on a fresh ROOT (the remote index is read), the peak RSS of that
 start (VmHWM) and its RSS a second later, a restart on that ROOT, the idle RSS, the RSS
 after fetching the pages of ``--touch`` random projects (one client, keep-alive; their
-median time too), and one project page with wrk at 16 connections and at 1 (req/s and
-p50). Prints a table and ``uptime``. Needs wrk and curl. A tool, not a test: CI does not run it.
+median time too), one project page with wrk at 16 connections and at 1 (req/s and
+p50), and pip and uv installing one of its projects (no cache, the median of 3).
+Prints a table and ``uptime``. Needs wrk and curl. A tool, not a test: CI does not run it.
 """
 
 from __future__ import annotations
@@ -109,6 +113,55 @@ def build_corpus(folder: Path, files: int) -> Path:
     return storage
 
 
+def segmented_copy(storage: Path) -> Path:
+    """A copy of the corpus whose index is segmented (the wheels hard-linked), built once."""
+    from pywharf_backends.file_system import FileSystemBackend
+
+    from pywharf_core import remoteindex
+    from pywharf_core.indexfile import load_index
+
+    copy = storage.parent.with_name(storage.parent.name + "-segments") / "storage"
+    marker = copy.parent / ".complete"
+    if marker.exists():
+        return copy
+    shutil.rmtree(copy.parent, ignore_errors=True)
+    for folder in storage.iterdir():
+        if folder.is_dir() and not folder.name.startswith("."):
+            (copy / folder.name).mkdir(parents=True)
+            for file in folder.iterdir():
+                (copy / folder.name / file.name).hardlink_to(file)
+    records = load_index((storage / "index.toml").read_bytes()).records
+    backend = FileSystemBackend(copy)
+    backend.write_index(remoteindex.write_segmented(backend, records, (), None, []), None)
+    marker.touch()
+    return copy
+
+
+def index_bytes(storage: Path) -> int:
+    """The remote index on storage: the TOML file, or the manifest and its segments."""
+    segments = storage / ".pywharf-state" / "index"
+    extra = sum(p.stat().st_size for p in segments.iterdir()) if segments.exists() else 0
+    return (storage / "index.toml").stat().st_size + extra
+
+
+def install(url: str, tool: str) -> float:
+    """Seconds for pip or uv to install ``PAGE`` (no dependencies, no cache); median of 3."""
+    index = url.replace("http://", "http://scale:scale-read@")
+    times = []
+    for _ in range(3):
+        with tempfile.TemporaryDirectory() as target:
+            if tool == "pip":
+                command = [sys.executable, "-m", "pip", "install", "--no-cache-dir", "-q"]
+            else:
+                uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
+                command = [uv, "pip", "install", "--python", sys.executable, "--no-cache", "-q"]
+            command += ["--index-url", index, "--target", target, PAGE]
+            began = time.monotonic()
+            subprocess.run(command, check=True, capture_output=True)
+            times.append(time.monotonic() - began)
+    return statistics.median(times)
+
+
 def start(work: Path, server: str) -> tuple[subprocess.Popen[bytes], str, float]:
     port = free_port()
     started = time.monotonic()
@@ -200,9 +253,10 @@ def measure(storage: Path, files: int, server: str, count: int) -> tuple[object,
             touched = rss_mb(process.pid)
             rate16, p50_16 = wrk(url, 16)
             rate1, p50_1 = wrk(url, 1)
+            pip_s, uv_s = install(url, "pip"), install(url, "uv")
         finally:
             stop(process)
-    index_mb = (storage / "index.toml").stat().st_size / 1e6
+    index_mb = index_bytes(storage) / 1e6
     return (
         files,
         index_mb,
@@ -217,6 +271,8 @@ def measure(storage: Path, files: int, server: str, count: int) -> tuple[object,
         p50_16,
         rate1,
         p50_1,
+        pip_s,
+        uv_s,
     )
 
 
@@ -226,6 +282,7 @@ def main() -> None:
     parser.add_argument("--server", choices=["waitress", "uvicorn"], default="waitress")
     parser.add_argument("--work", help="keep corpora here and reuse them (default: a temp dir)")
     parser.add_argument("--touch", type=int, default=1000, help="random projects to fetch")
+    parser.add_argument("--index-format", choices=["segments", "toml"], default="segments")
     args = parser.parse_args()
     uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     rows = []
@@ -233,22 +290,25 @@ def main() -> None:
         folder = Path(args.work) if args.work else Path(scratch)
         for files in (int(n) for n in args.sizes.split(",")):
             storage = build_corpus(folder, files)
+            if args.index_format == "segments":
+                storage = segmented_copy(storage)
             rows.append(measure(storage, files, args.server, args.touch))
-    print(f"\n{args.server}; before: {uptime}")
+    print(f"\n{args.server}, {args.index_format} index; before: {uptime}")
     print("after: " + subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     print(
         "\n| files | index MB | first start s | its peak RSS MB | RSS after it MB | restart s "
         f"| idle RSS MB | RSS after {args.touch:,} projects MB | their page p50 ms "
-        "| page req/s, 16 conn. | p50, 16 | req/s, 1 conn. | p50, 1 |"
+        "| page req/s, 16 conn. | p50, 16 | req/s, 1 conn. | p50, 1 | pip install s "
+        "| uv install s |"
     )
-    print("| ---: " * 13 + "|")
+    print("| ---: " * 15 + "|")
     for row in rows:
         files, mb, first, peak, after, restart, idle, touched, touched_ms = row[:9]
-        r16, p16, r1, p1 = row[9:]
+        r16, p16, r1, p1, pip_s, uv_s = row[9:]
         print(
             f"| {files:,} | {mb:.1f} | {first:.2f} | {peak:.0f} | {after:.0f} | {restart:.2f} "
             f"| {idle:.0f} | {touched:.0f} | {touched_ms:.2f} | {r16:,.0f} | {p16} "
-            f"| {r1:,.0f} | {p1} |"
+            f"| {r1:,.0f} | {p1} | {pip_s:.2f} | {uv_s:.2f} |"
         )
 
 
