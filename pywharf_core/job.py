@@ -19,6 +19,7 @@ version: a concurrent writer makes this one start over, cleanly.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import tempfile
@@ -108,22 +109,27 @@ def update_index(
             records.append(record)
             if progress is not None:
                 progress(len(records))
-        records.sort(key=lambda r: r.filename)
         segmented = index_format == "segments" or (
             index_format == "auto"
             and remoteindex.keeps_segments(backend)
             and (manifest is not None or len(records) >= SEGMENTED_FROM)
         )
-        changed = (
-            current is None
-            or records != sorted(previous, key=lambda r: r.filename)
-            or segmented != (manifest is not None)
-        )
+        delta = None
+        if segmented and manifest is not None:
+            # What a delta would hold says whether anything changed (at a million
+            # files, cheaper than sorting and comparing both lists).
+            delta = remoteindex.delta_of(previous, records)
+            changed = bool(delta.upserts or delta.removals)
+        else:
+            records.sort(key=lambda r: r.filename)
+            changed = (
+                current is None
+                or records != sorted(previous, key=lambda r: r.filename)
+                or segmented != (manifest is not None)
+            )
         if changed:
             if segmented:
-                data = remoteindex.write_segmented(
-                    backend, records, previous if manifest else (), manifest, written
-                )
+                data = remoteindex.write_segmented(backend, records, manifest, delta, written)
             else:
                 data = dump_index(IndexFile(time.time(), tuple(records)))
             try:
@@ -143,9 +149,14 @@ def update_index(
 
 
 def _holds_record(records: list[FileRecord]) -> Callable[[FileRecord], bool]:
-    """Whether ``records`` hold a record of the same file, digest and yanked state."""
-    indexed = {r.filename: (r.sha256, r.yanked) for r in records}
-    return lambda record: indexed.get(record.filename) == (record.sha256, record.yanked)
+    """Whether ``records`` hold a record of the same file, digest and yanked state (the
+    lookup is built at the first question: a backend with no change log asks none)."""
+
+    @functools.cache
+    def indexed() -> dict[str, tuple[str, str | None]]:
+        return {r.filename: (r.sha256, r.yanked) for r in records}
+
+    return lambda record: indexed().get(record.filename) == (record.sha256, record.yanked)
 
 
 def list_records(backend: Backend, known: Mapping[str, FileRecord]) -> Iterator[FileRecord]:

@@ -53,7 +53,7 @@ from .backend import Backend
 from .errors import IndexConflict, IndexFileError, IndexTooNew, NotSupported, PywharfError
 from .indexfile import load_index
 from .records import FileRecord
-from .synced import SELECT_ALL, Delta, build_database, check_layout, decode
+from .synced import SELECT_RECORDS, Delta, build_database, check_layout
 
 if sys.version_info >= (3, 14):
     from compression import zstd
@@ -223,7 +223,7 @@ def _database_records(path: Path, segment: Segment) -> list[FileRecord]:
     try:
         connection.execute("PRAGMA trusted_schema=OFF")
         check_layout(connection)
-        return [decode(row[0], row[1:]) for row in connection.execute(SELECT_ALL)]
+        return [FileRecord(*row) for row in connection.execute(SELECT_RECORDS)]
     except sqlite3.DatabaseError as exc:
         raise IndexFileError(f"{segment.name} is not a pywharf index database: {exc}") from exc
     finally:
@@ -241,15 +241,15 @@ def keeps_segments(backend: Backend) -> bool:
 def write_segmented(
     backend: Backend,
     records: Sequence[FileRecord],
-    previous: Sequence[FileRecord],
     manifest: Manifest | None,
+    delta: Delta | None,
     written: list[str],
 ) -> bytes:
-    """Store what the new index needs (a delta of ``records`` against ``previous``, or a
-    new base) and return the new manifest. ``written`` gathers the names stored, so that a
-    caller whose compare-and-swap lost can retire them."""
+    """Store what the new index of ``records`` needs (``delta``, what changed since the
+    index ``manifest`` names, or a new base) and return the new manifest. ``written``
+    gathers the names stored, so that a caller whose compare-and-swap lost can retire
+    them."""
     now = time.time()
-    delta = _delta(previous, records) if manifest is not None else None
     retired = [(name, since) for name, since in (manifest.retired if manifest else ())]
     if manifest is not None and delta is not None and _room_for(manifest, delta):
         files = len(delta.upserts) + len(delta.removals)
@@ -274,7 +274,8 @@ def _room_for(manifest: Manifest, delta: Delta) -> bool:
     )
 
 
-def _delta(previous: Sequence[FileRecord], records: Sequence[FileRecord]) -> Delta:
+def delta_of(previous: Sequence[FileRecord], records: Sequence[FileRecord]) -> Delta:
+    """What turns the index of ``previous`` into that of ``records``."""
     before = {(r.project, r.filename): r for r in previous}
     after = {(r.project, r.filename): r for r in records}
     upserts = sorted(

@@ -26,7 +26,9 @@ import errno
 import json
 import logging
 import os
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +60,9 @@ STATE = ".pywharf-state"
 #: (a shared disk) once older than this.
 STALE_STAGING_SECONDS = 24 * 3600
 _TEMPORARY = (".upload-", ".tmp-")
+#: Folders read at once by list_files, and how far it may read ahead of what it yields.
+LIST_WORKERS = 8
+LIST_WINDOW = 512
 
 
 @dataclass(frozen=True)
@@ -192,40 +197,69 @@ class FileSystemBackend(Backend):
             raise BackendError(f"cannot delete {record.filename}: {exc}") from exc
 
     def list_files(self) -> Iterator[StoredFile]:
-        """Every file below the root, in any layout (files copied in by hand too)."""
-        # os.scandir and plain strings: at a million files, pathlib objects and a failed
-        # open per file (for the sidecars) cost minutes; a directory's names say which
-        # sidecars exist.
-        pending = [("", str(self.root))]
+        """Every file below the root, in any layout (files copied in by hand too), depth
+        first in name order, as ``os.walk``. The root's folders (one a project) are read
+        ``LIST_WORKERS`` at a time: reading a folder and stat-ing its files wait on the
+        file system, not on Python (at a million files in 250,000 folders, 14-22 s one
+        folder at a time)."""
+        files, folders = self._scan("", str(self.root))
+        yield from files
+        with ThreadPoolExecutor(LIST_WORKERS, thread_name_prefix="list") as pool:
+            pending: deque[Future[list[StoredFile]]] = deque()
+            for relative, directory in folders:
+                pending.append(pool.submit(self._walk, relative, directory))
+                while len(pending) > LIST_WINDOW or (pending and pending[0].done()):
+                    yield from pending.popleft().result()
+            while pending:
+                yield from pending.popleft().result()
+
+    def _walk(self, relative: str, directory: str) -> list[StoredFile]:
+        """The files of one folder and of the folders below it, in ``list_files``'s order."""
+        found: list[StoredFile] = []
+        pending = [(relative, directory)]
         while pending:
-            relative, directory = pending.pop()
-            try:
-                with os.scandir(directory) as listing:
-                    entries = sorted(listing, key=lambda e: e.name)
-            except OSError:  # gone meanwhile, or unreadable: skipped, as os.walk does
+            files, folders = self._scan(*pending.pop())
+            found.extend(files)
+            pending.extend(reversed(folders))  # depth first, in name order, as os.walk
+        return found
+
+    def _scan(
+        self, relative: str, directory: str
+    ) -> tuple[list[StoredFile], list[tuple[str, str]]]:
+        """One folder: its files (sidecars, the index and dot names left out) and its
+        folders, in name order."""
+        # os.scandir and plain strings: at a million files, pathlib objects and a failed
+        # open per file (for the sidecars) cost minutes; a folder's names say which
+        # sidecars exist.
+        try:
+            with os.scandir(directory) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError:  # gone meanwhile, or unreadable: skipped, as os.walk does
+            return [], []
+        names = {entry.name for entry in entries}
+        files: list[StoredFile] = []
+        folders: list[tuple[str, str]] = []
+        for entry in entries:
+            name = entry.name
+            if name.startswith("."):
                 continue
-            names = {entry.name for entry in entries}
-            subdirs = []
-            for entry in entries:
-                name = entry.name
-                if name.startswith("."):
+            try:
+                if entry.is_dir():  # a link to a folder is not walked, as os.walk
+                    if not entry.is_symlink():
+                        folders.append((f"{relative}{name}/", entry.path))
                     continue
-                try:
-                    if entry.is_dir():  # a link to a folder is not walked, as os.walk
-                        if not entry.is_symlink():
-                            subdirs.append((f"{relative}{name}/", entry.path))
-                        continue
-                    if name.endswith((".metadata", ".yanked")):
-                        continue
-                    if not relative and name == INDEX_FILENAME:
-                        continue
-                    stat = entry.stat()
-                except FileNotFoundError:
+                if name.endswith((".metadata", ".yanked")):
                     continue
-                yanked = None
-                if name + ".yanked" in names:
-                    yanked = _read_text_or_none(Path(entry.path + ".yanked"))
-                yield StoredFile(
+                if not relative and name == INDEX_FILENAME:
+                    continue
+                stat = entry.stat()
+            except FileNotFoundError:
+                continue
+            yanked = None
+            if name + ".yanked" in names:
+                yanked = _read_text_or_none(Path(entry.path + ".yanked"))
+            files.append(
+                StoredFile(
                     ref=relative + name,
                     filename=name,
                     size=stat.st_size,
@@ -233,7 +267,8 @@ class FileSystemBackend(Backend):
                     yanked=yanked,
                     has_metadata=name + ".metadata" in names,
                 )
-            pending.extend(reversed(subdirs))  # depth first, in name order, as os.walk
+            )
+        return files, folders
 
     # -- remote index -------------------------------------------------------------------
     def read_index(self) -> tuple[bytes, str] | None:
