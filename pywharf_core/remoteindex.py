@@ -53,7 +53,15 @@ from .backend import Backend
 from .errors import IndexConflict, IndexFileError, IndexTooNew, NotSupported, PywharfError
 from .indexfile import load_index
 from .records import FileRecord
-from .synced import SELECT_RECORDS, Delta, build_database, check_layout
+from .synced import (
+    SELECT_RECORDS,
+    Delta,
+    apply_deltas,
+    apply_to_base,
+    build_database,
+    check_layout,
+    set_meta,
+)
 
 if sys.version_info >= (3, 14):
     from compression import zstd
@@ -230,6 +238,56 @@ def _database_records(path: Path, segment: Segment) -> list[FileRecord]:
         connection.close()
 
 
+def open_chain(backend: Backend, manifest: Manifest, path: Path) -> sqlite3.Connection:
+    """The index ``manifest`` names as a database at ``path`` (the base with every delta
+    applied), opened; for ``update_index``, which reads it without building a record per
+    file."""
+    write_base_to(backend, manifest.base, path)
+    fetched = [read_delta(backend, segment) for segment in manifest.deltas]
+    names = tuple(segment.name for segment in manifest.deltas)
+    try:
+        apply_to_base(path, None, manifest.base.name, names, fetched)
+        connection = sqlite3.connect(path, isolation_level=None)
+        connection.execute("PRAGMA trusted_schema=OFF")
+        connection.execute("PRAGMA journal_mode=OFF")
+        connection.execute("PRAGMA synchronous=OFF")
+        return connection
+    except sqlite3.DatabaseError as exc:
+        name = manifest.base.name
+        raise IndexFileError(f"{name} is not a pywharf index database: {exc}") from exc
+
+
+def write_next(
+    backend: Backend,
+    manifest: Manifest,
+    connection: sqlite3.Connection,
+    path: Path,
+    delta: Delta,
+    written: list[str],
+) -> tuple[bytes, int, int]:
+    """Apply ``delta`` to the database ``open_chain`` opened and store what the next index
+    needs: ``delta`` as a segment, or the database as a new base when the deltas have grown
+    (``_room_for``). Returns the new manifest, and the number of files and projects."""
+    connection.execute("BEGIN")
+    apply_deltas(connection, [delta])
+    (files,) = connection.execute("SELECT coalesce(sum(files), 0) FROM projects").fetchone()
+    (projects,) = connection.execute("SELECT count(*) FROM projects").fetchone()
+    set_meta(connection, None, files, None, ())
+    connection.execute("COMMIT")
+    now = time.time()
+    retired = list(manifest.retired)
+    if _room_for(manifest, delta):
+        count = len(delta.upserts) + len(delta.removals)
+        segment = _store(backend, "delta", _delta_bytes(delta), count, written)
+        new = Manifest(now, files, manifest.base, (*manifest.deltas, segment))
+    else:
+        connection.execute("VACUUM")  # the rows removed leave no pages behind
+        segment = _store(backend, "base", _compress_file(path), files, written)
+        new = Manifest(now, files, segment)
+        retired += [(name, now) for name in sorted(manifest.segments() - new.segments())]
+    return _finish_manifest(backend, new, retired, written, now), int(files), int(projects)
+
+
 # -- writing (update_index) -----------------------------------------------------------------
 
 
@@ -260,7 +318,18 @@ def write_segmented(
         new = Manifest(now, len(records), segment)
         if manifest is not None:
             retired += [(name, now) for name in sorted(manifest.segments() - new.segments())]
-    # Segments an earlier attempt stored before its compare-and-swap lost.
+    return _finish_manifest(backend, new, retired, written, now)
+
+
+def _finish_manifest(
+    backend: Backend,
+    new: Manifest,
+    retired: list[tuple[str, float]],
+    written: list[str],
+    now: float,
+) -> bytes:
+    """``new`` with its retired segments: those an earlier attempt stored before its
+    compare-and-swap lost join them, and those retired long enough ago are deleted."""
     named = {name for name, _ in retired}
     retired += [(name, now) for name in written if name not in new.segments() | named]
     kept = _delete_retired(backend, retired, new.segments(), now)
@@ -296,12 +365,16 @@ def _base_bytes(records: Sequence[FileRecord]) -> bytes:
     with tempfile.TemporaryDirectory(prefix="pywharf-index-") as folder:
         path = Path(folder) / "base.sqlite3"
         build_database(path, sorted(records, key=lambda r: (r.project, r.filename)), None)
-        compressor = zstd.ZstdCompressor(level=ZSTD_LEVEL)
-        parts = []
-        with path.open("rb") as handle:
-            while chunk := handle.read(CHUNK):
-                parts.append(compressor.compress(chunk))
-        parts.append(compressor.flush())
+        return _compress_file(path)
+
+
+def _compress_file(path: Path) -> bytes:
+    compressor = zstd.ZstdCompressor(level=ZSTD_LEVEL)
+    parts = []
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            parts.append(compressor.compress(chunk))
+    parts.append(compressor.flush())
     return b"".join(parts)
 
 

@@ -79,6 +79,16 @@ SELECT project, filename, version,
         ELSE backend_ref END
 FROM files ORDER BY project, filename
 """
+#: What ``update_index`` needs to tell that a stored file is unchanged (``job.Known``):
+#: the core-metadata digest only as present ('') or not.
+SELECT_KNOWN = """
+SELECT project, filename, size, upload_time,
+    CASE WHEN core_metadata_sha256 IS NULL THEN NULL ELSE '' END, yanked,
+    CASE WHEN backend_ref IS NULL THEN filename
+        WHEN typeof(backend_ref) = 'integer' AND backend_ref = 0 THEN project || '/' || filename
+        ELSE backend_ref END
+FROM files
+"""
 #: A project's rows, and one file's, without the project.
 SELECT_PROJECT = (
     "SELECT filename, version, sha256, size, upload_time, requires_python, yanked, "
@@ -327,7 +337,7 @@ class SyncedIndex:
             )
             gone = [(name,) for name, n in counts.items() if not n]
             writer.executemany("DELETE FROM projects WHERE name = ?", gone)
-            _set_meta(writer, version, total, None, ())
+            set_meta(writer, version, total, None, ())
         except BaseException:
             writer.execute("ROLLBACK")
             raise
@@ -385,7 +395,7 @@ class SyncedIndex:
             try:
                 fetch_base(building)
                 fetched = [fetch_delta(name) for name in deltas]
-                total = _apply_to_base(building, version, base, tuple(deltas), fetched)
+                total = apply_to_base(building, version, base, tuple(deltas), fetched)
             except sqlite3.DatabaseError as exc:
                 building.unlink(missing_ok=True)
                 raise IndexFileError(f"{base} is not a pywharf index database: {exc}") from exc
@@ -404,9 +414,9 @@ class SyncedIndex:
         writer = self._write()
         writer.execute("BEGIN IMMEDIATE")
         try:
-            changed, names_changed = _apply_deltas(writer, fetched)
+            changed, names_changed = apply_deltas(writer, fetched)
             (total,) = writer.execute("SELECT coalesce(sum(files), 0) FROM projects").fetchone()
-            _set_meta(writer, version, total, base, deltas)
+            set_meta(writer, version, total, base, deltas)
         except BaseException:
             writer.execute("ROLLBACK")
             raise
@@ -549,7 +559,7 @@ def build_database(path: Path, records: Iterable[FileRecord], version: str | Non
             "SELECT project, count(*) FROM files GROUP BY project"
         )
         (total,) = connection.execute("SELECT count(*) FROM files").fetchone()
-        _set_meta(connection, version, total, None, ())
+        set_meta(connection, version, total, None, ())
         connection.execute("COMMIT")
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         connection.execute("PRAGMA journal_mode=WAL")
@@ -580,7 +590,7 @@ def _expected_layout() -> list[tuple[Any, ...]]:
         connection.close()
 
 
-def _set_meta(
+def set_meta(
     connection: sqlite3.Connection,
     version: str | None,
     total: int,
@@ -605,7 +615,7 @@ def _chain_of(meta: dict[str, Any]) -> tuple[str | None, tuple[str, ...]]:
         return None, ()
 
 
-def _apply_deltas(connection: sqlite3.Connection, deltas: list[Delta]) -> tuple[set[str], bool]:
+def apply_deltas(connection: sqlite3.Connection, deltas: list[Delta]) -> tuple[set[str], bool]:
     """Apply ``deltas`` in order within the caller's transaction; returns the projects
     they change and whether a project came or went."""
     changed: set[str] = set()
@@ -633,7 +643,7 @@ def _apply_deltas(connection: sqlite3.Connection, deltas: list[Delta]) -> tuple[
     return changed, names_changed
 
 
-def _apply_to_base(
+def apply_to_base(
     path: Path, version: str | None, base: str, deltas: tuple[str, ...], fetched: list[Delta]
 ) -> int:
     """Check the base database at ``path``, apply ``fetched`` to it and record the chain;
@@ -645,9 +655,9 @@ def _apply_to_base(
         connection.execute("PRAGMA journal_mode=OFF")
         connection.execute("PRAGMA synchronous=OFF")
         connection.execute("BEGIN")
-        _apply_deltas(connection, fetched)
+        apply_deltas(connection, fetched)
         (total,) = connection.execute("SELECT coalesce(sum(files), 0) FROM projects").fetchone()
-        _set_meta(connection, version, total, base, deltas)
+        set_meta(connection, version, total, base, deltas)
         connection.execute("COMMIT")
         connection.execute("PRAGMA journal_mode=WAL")
     finally:

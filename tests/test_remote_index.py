@@ -335,3 +335,38 @@ def test_a_backend_without_shared_state_keeps_one_file(
     current = backend.read_index()
     assert current is not None and not remoteindex.is_manifest(current[0])
     assert [r.project for r in load_index(current[0]).records] == ["plain-a"]
+
+
+def test_a_yank_and_a_replaced_file_are_deltas_of_their_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(remoteindex, "CONSOLIDATE_SHARE", 10.0)  # a delta, however large
+    storage = storage_of(tmp_path)
+    names = [add_wheel(storage, f"edit-{i}") for i in range(6)]
+    backend = FileSystemBackend(storage)
+    update_index(backend, index_format="segments")
+    repo = open_repo(tmp_path)
+    # A yank record written beside a file, and a file's bytes replaced by hand.
+    (storage / "edit-1" / f"{names[1]}.yanked").write_text("broken")
+    replaced = storage / "edit-2" / names[2]
+    _, other, _ = make_wheel("edit-2", "1.0", b"other bytes")
+    replaced.unlink()
+    (storage / "edit-2" / f"{names[2]}.metadata").unlink()
+    replaced.write_bytes(other)
+    summary = update_index(backend)
+    assert summary.changed and summary.files == 6 and summary.projects == 6
+    manifest = manifest_of(backend)
+    assert [d.files for d in manifest.deltas] == [2]
+    delta = remoteindex.read_delta(backend, manifest.deltas[0])
+    assert delta.removals == []
+    by_name = {r.filename: r for r in delta.upserts}
+    assert by_name[names[1]].yanked == "broken"
+    import hashlib
+
+    assert by_name[names[2]].sha256 == hashlib.sha256(other).hexdigest()
+    assert repo.sync()
+    assert repo.index.snapshot.find("edit-1", names[1]).yanked == "broken"  # type: ignore[union-attr]
+    assert repo.index.snapshot.find("edit-2", names[2]) == by_name[names[2]]
+    # Nothing more: unchanged, and no delta written.
+    assert not update_index(backend).changed
+    assert len(manifest_of(backend).deltas) == 1
