@@ -94,7 +94,7 @@ def start_pywharf_proxy(folder: Path, upstream: str, server: str) -> Server:
 def devpi_template(work: Path, upstream: str) -> Path:
     """A devpi server folder with one empty mirror index ``root/pypi`` of ``upstream``:
     each round starts from a copy of it (devpi-init and the index set-up take ~10 s)."""
-    bin_dir = run.venv_with(work / "venv-devpi", "devpi-server==6.20.3", "devpi-client")
+    bin_dir = run.install_devpi(work)
     template = work / "devpi-template"
     shutil.rmtree(template, ignore_errors=True)
     init = [str(bin_dir / "devpi-init"), "--serverdir", str(template), "--no-root-pypi"]
@@ -148,24 +148,43 @@ def start_proxpi(folder: Path, work: Path, upstream: str) -> Server:
     return Server("proxpi", base + "/index/", None, None, process.pid, cold, process)
 
 
+def install_peryx(work: Path) -> Path:
+    """peryx's executable (a Rust binary in a wheel), installed from the package registry
+    into a throwaway venv under ``work``."""
+    return run.venv_with(work / "venv-peryx", "peryx") / "peryx"
+
+
+def peryx_options(config: Path, data: Path) -> list[str]:
+    return ["-c", str(config), "--data-dir", str(data)]
+
+
+def serve_peryx(
+    peryx: Path, config: Path, data: Path, ready: str, headers: list[str]
+) -> tuple[subprocess.Popen, str, float]:
+    """``peryx serve`` on a free port, its log beside ``config``: the process, its base URL
+    and the seconds until ``ready`` (a path) answered."""
+    port = run.free_port()
+    started = time.monotonic()
+    command = [str(peryx), "serve", *peryx_options(config, data), *listen(port)]
+    process = popen([*command, "--log-level", "warn"], config.with_suffix(".log"))
+    base = f"http://127.0.0.1:{port}"
+    return process, base, wait_until_up(process, base + ready, headers, started)
+
+
 def start_peryx(folder: Path, work: Path, upstream: str) -> Server:
     """peryx with one cached (proxy) pypi index, ``up``, of ``upstream``; anonymous reads
     are its default."""
-    bin_dir = run.venv_with(work / "venv-peryx", "peryx")
+    peryx = install_peryx(work)
     folder.mkdir(parents=True)
     config = folder / "peryx.toml"
     config.write_text(
         '[[index]]\nname = "up"\necosystem = "pypi"\n'
         f'upstream = [{{ name = "nginx", url = "{upstream}" }}]\n'
     )
-    port = run.free_port()
-    common = ["-c", str(config), "--data-dir", str(folder / "data")]
-    subprocess.run([str(bin_dir / "peryx"), "init", *common], check=True, capture_output=True)
-    started = time.monotonic()
-    command = [str(bin_dir / "peryx"), "serve", *common, *listen(port), "--log-level", "warn"]
-    process = popen(command, folder / "peryx.log")
-    base = f"http://127.0.0.1:{port}"
-    cold = wait_until_up(process, base + "/+health", [], started)
+    data = folder / "data"
+    init = [str(peryx), "init", *peryx_options(config, data)]
+    subprocess.run(init, check=True, capture_output=True)
+    process, base, cold = serve_peryx(peryx, config, data, "/+health", [])
     return Server("peryx", base + "/up/simple/", None, None, process.pid, cold, process)
 
 
@@ -214,10 +233,6 @@ def page_figures(server: Server) -> dict[str, float]:
     _, p50 = run.wrk(url, server.header(), seconds=5, connections=1)
     rate, _ = run.wrk(url, server.header(), seconds=5)
     return {"page p50 ms, 1 client": p50, f"page req/s, {run.CONNECTIONS} clients": rate}
-
-
-def load() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def fresh_folder(work: Path, name: str, what: str) -> Path:
@@ -330,7 +345,7 @@ def main() -> None:
     work = args.work / "proxy"
     shutil.rmtree(work / "nginx-site", ignore_errors=True)  # its links name this run's corpus
     work.mkdir(parents=True, exist_ok=True)
-    print(f"load before: {load()}", flush=True)
+    print(f"load before: {run.load()}", flush=True)
     corpus = run.build_corpus(args.work, "S", large=False)["corpus"]
     nginx = run.start_nginx(work, corpus)
     try:
@@ -365,7 +380,7 @@ def main() -> None:
         print_goals(results)
     finally:
         nginx.stop()
-        print(f"load after: {load()}", flush=True)
+        print(f"load after: {run.load()}", flush=True)
 
 
 def private_pywharf(work: Path, corpus: Path, folder: Path, args: argparse.Namespace) -> Server:

@@ -1,14 +1,18 @@
-"""pywharf side by side with pypiserver, devpi-server and static nginx, in one run.
+"""pywharf side by side with pypiserver, devpi-server, static nginx and peryx, in one run.
 
-    python benchmarks/run.py [--corpus S|L] [--peers pypiserver,devpi,nginx] [--work DIR]
-                             [--no-large] [--devpi-files N] [--pywharf-server uvicorn]
+    python benchmarks/run.py [--corpus S|L] [--peers pypiserver,devpi,nginx,peryx]
+                             [--work DIR] [--no-large] [--devpi-files N]
+                             [--pywharf-server uvicorn]
 
 Builds a deterministic corpus of real wheels (S: 500 projects / 2,000 wheels; L: 5,000 /
-20,000), a dependency tree of 30 projects and one ~1,000 MiB wheel; installs pypiserver and
-devpi-server into throwaway venvs; loads the same corpus into every server; then measures
-pywharf and each peer alternately with wrk (16 connections), curl, pip and uv, and prints
-every figure for both with their ratio. A tool, not a test: CI does not run it. It needs
-wrk, nginx and curl (Debian: apt-get install wrk nginx-light curl). Loopback only.
+20,000), a dependency tree of 30 projects and one ~1,000 MiB wheel; installs pypiserver,
+devpi-server and peryx (a Rust registry; its hosted mode) into throwaway venvs; loads the
+same corpus into every server; then measures pywharf and each peer alternately with wrk
+(16 connections), curl, pip and uv, and prints every figure for both with their ratio. A
+peer that cannot be installed or started here is left out, and a figure that cannot be
+taken is "—", each with a line saying why. It prints ``uptime`` before and after. A tool,
+not a test: CI does not run it. It needs wrk, nginx and curl (Debian: apt-get install wrk
+nginx-light curl). Loopback only.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,26 +57,49 @@ CLIENT_HEADERS = {
     ),
 }
 ROUNDS = 3  # tree installs and downloads: the median of this many
+WHEEL_FILE = b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+#: Written into a corpus's marker. 2: each wheel's RECORD lists its members' hashes (format 1
+#: had empty RECORDs, which peryx refuses).
+CORPUS_FORMAT = "2"
+#: What the servers' start-up below makes from a corpus under ``--work``/<S|L|proxy>, each
+#: once: removed when the corpus is built again.
+DERIVED = (
+    "pywharf-storage",
+    "pypiserver-packages",
+    "devpi-server",
+    "devpi-client",
+    "nginx-site",
+    "peryx-data",
+)
 
 
 # -- the corpus ------------------------------------------------------------------------
 
 
+def record_line(path: str, data: bytes) -> str:
+    """A wheel's RECORD line for one member: path, urlsafe-base64 sha256, size."""
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"{path},sha256={digest},{len(data)}\n"
+
+
 def wheel_bytes(name: str, version: str, requires: list[str], payload: bytes = b"") -> bytes:
+    """A small pure wheel whose RECORD names every member's hash (peryx checks them)."""
     module = name.replace("-", "_")
     base = f"{module}-{version}"
     metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(
         f"Requires-Dist: {r}\n" for r in requires
     )
+    members = {
+        f"{module}/__init__.py": f"VERSION = '{version}'\n".encode() + payload,
+        f"{base}.dist-info/METADATA": (metadata + "\n").encode(),
+        f"{base}.dist-info/WHEEL": WHEEL_FILE,
+    }
+    record = "".join(record_line(path, data) for path, data in members.items())
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr(f"{module}/__init__.py", f"VERSION = '{version}'\n".encode() + payload)
-        archive.writestr(f"{base}.dist-info/METADATA", metadata + "\n")
-        archive.writestr(
-            f"{base}.dist-info/WHEEL",
-            "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-        )
-        archive.writestr(f"{base}.dist-info/RECORD", "")
+        for path, data in members.items():
+            archive.writestr(path, data)
+        archive.writestr(f"{base}.dist-info/RECORD", record + f"{base}.dist-info/RECORD,,\n")
     return buffer.getvalue()
 
 
@@ -79,7 +107,12 @@ def build_corpus(folder: Path, size: str, large: bool) -> dict[str, Path]:
     projects, files = CORPORA[size]
     flat = folder / f"corpus-{size}"
     marker = flat / ".complete"
-    if not marker.exists():
+    if not marker.exists() or marker.read_text() != CORPUS_FORMAT:
+        if flat.exists():  # an older format: what was made from it goes with it
+            print(f"  {flat} is of an older format: building it again", flush=True)
+            for made in folder.iterdir():
+                for name in DERIVED:
+                    shutil.rmtree(made / name, ignore_errors=True)
         shutil.rmtree(flat, ignore_errors=True)
         flat.mkdir(parents=True)
         for i in range(files):
@@ -91,20 +124,38 @@ def build_corpus(folder: Path, size: str, large: bool) -> dict[str, Path]:
             requires = [f"tree-{j:02d}" for j in (2 * i + 1, 2 * i + 2) if j < TREE]
             data = wheel_bytes(f"tree-{i:02d}", "1.0", requires)
             (flat / f"tree_{i:02d}-1.0-py3-none-any.whl").write_bytes(data)
-        marker.touch()
+        marker.write_text(CORPUS_FORMAT)
     big = folder / "big_wheel-1.0-py3-none-any.whl"
-    if large and not big.exists():
-        block = os.urandom(1 << 20)
-        with zipfile.ZipFile(big, "w", zipfile.ZIP_STORED) as archive:
-            with archive.open("big_wheel/blob.bin", "w", force_zip64=True) as handle:
-                for _ in range(LARGE_MIB):
-                    handle.write(block)
-            archive.writestr(
-                "big_wheel-1.0.dist-info/METADATA",
-                "Metadata-Version: 2.1\nName: big-wheel\nVersion: 1.0\n\n",
-            )
-            archive.writestr("big_wheel-1.0.dist-info/RECORD", "")
+    if large and not (big.exists() and big_wheel_has_record(big)):
+        build_big_wheel(big)
     return {"corpus": flat, "big": big}
+
+
+def build_big_wheel(path: Path) -> None:
+    """A ``LARGE_MIB`` MiB wheel of incompressible bytes, stored, with its RECORD."""
+    block = os.urandom(1 << 20)
+    blob, sha256 = "big_wheel/blob.bin", hashlib.sha256()
+    metadata = b"Metadata-Version: 2.1\nName: big-wheel\nVersion: 1.0\n\n"
+    partial = path.with_suffix(".partial")
+    with zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as archive:
+        with archive.open(blob, "w", force_zip64=True) as handle:
+            for _ in range(LARGE_MIB):
+                handle.write(block)
+                sha256.update(block)
+        archive.writestr("big_wheel-1.0.dist-info/METADATA", metadata)
+        archive.writestr("big_wheel-1.0.dist-info/WHEEL", WHEEL_FILE)
+        digest = base64.urlsafe_b64encode(sha256.digest()).rstrip(b"=").decode()
+        record = f"{blob},sha256={digest},{LARGE_MIB << 20}\n"
+        record += record_line("big_wheel-1.0.dist-info/METADATA", metadata)
+        record += record_line("big_wheel-1.0.dist-info/WHEEL", WHEEL_FILE)
+        record += "big_wheel-1.0.dist-info/RECORD,,\n"
+        archive.writestr("big_wheel-1.0.dist-info/RECORD", record)
+    partial.rename(path)
+
+
+def big_wheel_has_record(path: Path) -> bool:
+    with zipfile.ZipFile(path) as archive:
+        return bool(archive.read("big_wheel-1.0.dist-info/RECORD"))
 
 
 # -- servers -----------------------------------------------------------------------------
@@ -131,10 +182,39 @@ def rss_mb(pid: int) -> float:
 
 
 def venv_with(folder: Path, *packages: str) -> Path:
-    if not (folder / "bin" / "python").exists():
+    """A venv under ``folder`` holding ``packages``: its bin folder. Raises
+    CalledProcessError if they cannot be installed (then tried again the next time)."""
+    installed = folder / ".installed"
+    if not installed.exists():
         subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
-        subprocess.run([str(folder / "bin" / "pip"), "install", "-q", *packages], check=True)
+        subprocess.run(
+            [str(folder / "bin" / "pip"), "install", "-q", *packages],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        installed.touch()
     return folder / "bin"
+
+
+def install_pypiserver(work: Path) -> Path:
+    return venv_with(work / "venv-pypiserver", "pypiserver==2.4.2", "passlib==1.7.4", "setuptools")
+
+
+def install_devpi(work: Path) -> Path:
+    return venv_with(work / "venv-devpi", "devpi-server==6.20.3", "devpi-client")
+
+
+def install_peryx(work: Path) -> Path:
+    """peryx's executable, installed as proxy.py installs it."""
+    import proxy  # here, not at the top: proxy imports this module
+
+    return proxy.install_peryx(work)
+
+
+def load() -> str:
+    """``uptime``: how busy the machine was (other work shares it)."""
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 @dataclass
@@ -243,9 +323,7 @@ def start_pywharf(
 
 
 def start_pypiserver(work: Path, corpus: Path) -> Server:
-    bin_dir = venv_with(
-        work / "venv-pypiserver", "pypiserver==2.4.2", "passlib==1.7.4", "setuptools"
-    )
+    bin_dir = install_pypiserver(work)
     packages = work / "pypiserver-packages"
     if not packages.exists():
         shutil.copytree(corpus, packages, copy_function=os.link)
@@ -289,7 +367,7 @@ def start_pypiserver(work: Path, corpus: Path) -> Server:
 
 
 def start_devpi(work: Path, corpus: Path, limit: int) -> Server:
-    bin_dir = venv_with(work / "venv-devpi", "devpi-server==6.20.3", "devpi-client")
+    bin_dir = install_devpi(work)
     serverdir = work / "devpi-server"
     port = free_port()
     fresh = not serverdir.exists()
@@ -406,23 +484,69 @@ http {{
     return Server("nginx", url, None, None, process.pid, cold, process)
 
 
+def start_peryx(work: Path, corpus: Path) -> Server:
+    """peryx (a Rust registry, from the package registry) with one hosted pypi index,
+    ``bench``: reads need its read token, uploads its write token, each as the password
+    (any user name). The corpus goes in once, with ``peryx import-dir``, which runs while
+    no server holds the data folder."""
+    import proxy
+
+    peryx = install_peryx(work)
+    config = work / "peryx.toml"
+    config.write_text(
+        f'[[index]]\nname = "{USER}"\necosystem = "pypi"\nhosted = true\n'
+        "anonymous_read = false\n\n"
+        f'[[index.access_token]]\nname = "reader"\nsecret = "{READ}"\nactions = ["read"]\n\n'
+        f'[[index.access_token]]\nname = "writer"\nsecret = "{WRITE}"\n'
+        'actions = ["read", "write"]\n'
+    )
+    data = work / "peryx-data"
+    if not data.exists():  # loaded into a folder of another name, renamed when complete
+        loading = data.with_suffix(".partial")
+        shutil.rmtree(loading, ignore_errors=True)
+        options = proxy.peryx_options(config, loading)
+        subprocess.run([str(peryx), "init", *options], check=True, capture_output=True)
+        print("  loading the corpus into peryx (import-dir)...", flush=True)
+        done = subprocess.run(
+            [str(peryx), "import-dir", *options, USER, str(corpus)],
+            capture_output=True,
+            text=True,
+        )
+        refused = [line for line in done.stdout.splitlines() if line.startswith("rejected")]
+        if done.returncode != 0 or refused:
+            raise RuntimeError(
+                f"peryx import-dir: exit {done.returncode}, {len(refused)} refused: "
+                + " | ".join((refused or done.stderr.strip().splitlines())[-3:])
+            )
+        loading.rename(data)
+    token = base64.b64encode(f"{USER}:{READ}".encode()).decode()
+    ready = ["-H", f"Authorization: Basic {token}"]
+    process, base, cold = proxy.serve_peryx(peryx, config, data, f"/{USER}/simple/tree-00/", ready)
+    url = f"{base}/{USER}/simple/"
+    return Server("peryx", url, f"{base}/{USER}/", (USER, READ), process.pid, cold, process)
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def upload_many(
-    url: str, auth: tuple[str, str], wheels: list[Path], workers: int = CONNECTIONS
-) -> float:
-    """Uploads with basic auth from ``workers`` concurrent clients; returns seconds."""
+    url: str,
+    auth: tuple[str, str],
+    wheels: list[Path],
+    workers: int = CONNECTIONS,
+) -> tuple[float, int]:
+    """Uploads with basic auth from ``workers`` concurrent clients: the seconds taken and
+    how many failed (each failure printed, as a warning)."""
     import requests
 
-    def one(wheel: Path) -> int:
+    def one(wheel: Path) -> tuple[int, str]:
         try:
             return post(wheel)
-        except requests.ConnectionError:  # the server dropped the connection: a failure
-            return 0
+        except requests.ConnectionError as exc:  # the server dropped the connection
+            return 0, str(exc)
 
-    def post(wheel: Path) -> int:
+    def post(wheel: Path) -> tuple[int, str]:
         name, version = wheel.name.split("-")[:2]
         with wheel.open("rb") as handle:
             sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
@@ -442,19 +566,21 @@ def upload_many(
                     "sha256_digest": sha256,
                 },
             )
-        return response.status_code
+        return response.status_code, response.text[:200]
 
     started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        statuses = list(pool.map(one, wheels))
-    bad = [s for s in statuses if s >= 300 or s == 0]
+        answers = list(pool.map(one, wheels))
+    seconds = time.monotonic() - started
+    bad = [(status, text) for status, text in answers if status >= 300 or status == 0]
     if bad:
         print(
-            f"  warning: {len(bad)} of {len(wheels)} uploads failed "
-            f"(statuses {sorted(set(bad))}; 0: connection dropped)",
+            f"  warning: {len(bad)} of {len(wheels)} uploads failed (statuses "
+            f"{sorted({status for status, _ in bad})}; 0: connection dropped), "
+            f"the first: {bad[0][1]!r}",
             flush=True,
         )
-    return time.monotonic() - started
+    return seconds, len(bad)
 
 
 # -- measurements -------------------------------------------------------------------------
@@ -562,36 +688,43 @@ def measure(server: Server, work: Path, big: Path | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "UV_"))}
     env.update(PIP_CONFIG_FILE=os.devnull, UV_NO_CONFIG="1", UV_CACHE_DIR=str(work / "uv-cache"))
     for tool in ("pip", "uv"):
-        seconds = median([install_tree(tool, server, work, env) for _ in range(ROUNDS)])
-        figures[f"{tool} install, 30-project tree, s"] = f"{seconds:.2f}"
+        with figure_or_why(server, figures, f"{tool} install, 30-project tree, s"):
+            seconds = median([install_tree(tool, server, work, env) for _ in range(ROUNDS)])
+            figures[f"{tool} install, 30-project tree, s"] = f"{seconds:.2f}"
+    auth = (USER, WRITE) if server.name != "pypiserver" else ("writer", WRITE)
+    if server.upload is None:
+        print(f"  {server.name}: no upload figures: it takes no uploads", flush=True)
+    else:
+        with figure_or_why(server, figures, "small wheel uploads/s, basic auth"):
+            figures["small wheel uploads/s, basic auth"] = small_uploads(server, work, auth)
+    if big is None:
+        return figures
+    figure = "upload 1000 MiB, MB/s (peak RSS MB, growth)"
     if server.upload is not None:
-        small = work / f"small-{server.name}"
-        shutil.rmtree(small, ignore_errors=True)
-        small.mkdir()
-        wheels = []
-        run = int(time.time())  # fresh names each run: rebuilt wheels differ in zip times
-        for i in range(200):
-            path = small / f"fresh_{server.name}_{run}_{i}-1.0-py3-none-any.whl"
-            path.write_bytes(wheel_bytes(f"fresh-{server.name}-{run}-{i}", "1.0", []))
-            wheels.append(path)
-        auth = (USER, WRITE) if server.name != "pypiserver" else ("writer", WRITE)
-        seconds = upload_many(server.upload, auth, wheels)
-        figures["small wheel uploads/s, basic auth"] = f"{len(wheels) / seconds:.1f}"
-    if big is not None:
-        if server.upload is not None:
+        with figure_or_why(server, figures, figure):
             before = reset_peak_rss(server.pid)
-            auth = (USER, WRITE) if server.name != "pypiserver" else ("writer", WRITE)
-            seconds = upload_many(server.upload, auth, [big], workers=1)
+            seconds, failed = upload_many(server.upload, auth, [big], workers=1)
+            if failed:
+                raise RuntimeError("the upload failed")
             peak = peak_rss_mb(server.pid)
-            figures["upload 1000 MiB, MB/s (peak RSS MB, growth)"] = (
-                f"{big.stat().st_size / 1e6 / seconds:.0f} ({peak:.0f}, +{peak - before:.0f})"
+            figures[figure] = (
+                f"{big.stat().st_size / 1e6 / seconds:.0f} ({peak:.0f}, {peak - before:+.0f})"
             )
-            url = file_link(server, "big-wheel", big.name)
-        else:
-            (work / "big").mkdir(exist_ok=True)
-            with contextlib.suppress(FileExistsError):
-                os.link(big, work / "big" / big.name)
-            url = server.index.replace("/simple/", "/big/") + big.name
+        url = None if figures[figure] == "—" else file_link(server, "big-wheel", big.name)
+    else:
+        served = work / "big" / big.name
+        served.parent.mkdir(exist_ok=True)
+        if served.exists() and not served.samefile(big):  # the wheel was built again
+            served.unlink()
+        with contextlib.suppress(FileExistsError):
+            os.link(big, served)
+        url = server.index.replace("/simple/", "/big/") + big.name
+    figure = "download 1000 MiB, MB/s (peak RSS MB, growth)"
+    if url is None:
+        print(f"  {server.name}: {figure} not measured: it holds no such file", flush=True)
+        figures[figure] = "—"
+        return figures
+    with figure_or_why(server, figures, figure):
         subprocess.run(["curl", "-sfL", "-o", "/dev/null", *headers, url], check=True)  # warm
         before = reset_peak_rss(server.pid)
         rates = []
@@ -600,10 +733,41 @@ def measure(server: Server, work: Path, big: Path | None) -> dict[str, str]:
             subprocess.run(["curl", "-sfL", "-o", "/dev/null", *headers, url], check=True)
             rates.append(big.stat().st_size / 1e6 / (time.monotonic() - started))
         peak = peak_rss_mb(server.pid)
-        figures["download 1000 MiB, MB/s (peak RSS MB, growth)"] = (
-            f"{median(rates):.0f} ({peak:.0f}, +{peak - before:.0f})"
-        )
+        figures[figure] = f"{median(rates):.0f} ({peak:.0f}, {peak - before:+.0f})"
     return figures
+
+
+@contextlib.contextmanager
+def figure_or_why(server: Server, figures: dict[str, str], figure: str) -> Iterator[None]:
+    """Runs the block that measures ``figure``; if it fails, the figure is "—" and a line
+    says why, and the run goes on."""
+    try:
+        yield
+    except (OSError, subprocess.CalledProcessError, RuntimeError) as exc:
+        detail = getattr(exc, "stderr", None)
+        if isinstance(detail, bytes):
+            detail = detail.decode(errors="replace")
+        why = " | ".join((detail or str(exc)).strip().splitlines()[-3:])
+        print(f"  {server.name}: {figure} not measured: {why}", flush=True)
+        figures[figure] = "—"
+
+
+def small_uploads(server: Server, work: Path, auth: tuple[str, str]) -> str:
+    """200 fresh small wheels from ``CONNECTIONS`` clients: stored uploads per second."""
+    assert server.upload is not None
+    small = work / f"small-{server.name}"
+    shutil.rmtree(small, ignore_errors=True)
+    small.mkdir()
+    wheels = []
+    run = int(time.time())  # fresh names each run: rebuilt wheels differ in zip times
+    for i in range(200):
+        path = small / f"fresh_{server.name}_{run}_{i}-1.0-py3-none-any.whl"
+        path.write_bytes(wheel_bytes(f"fresh-{server.name}-{run}-{i}", "1.0", []))
+        wheels.append(path)
+    seconds, failed = upload_many(server.upload, auth, wheels)
+    if failed == len(wheels):
+        raise RuntimeError("every upload failed")
+    return f"{(len(wheels) - failed) / seconds:.1f}"  # the failed ones do not count
 
 
 def file_link(server: Server, project: str, filename: str) -> str:
@@ -611,8 +775,12 @@ def file_link(server: Server, project: str, filename: str) -> str:
     from urllib.parse import urljoin
 
     page_url = server.index + project + "/"
+    html = ["-H", "Accept: text/html"]  # peryx answers JSON to a request that names no type
     page = subprocess.run(
-        ["curl", "-sfL", *server.header(), page_url], capture_output=True, text=True, check=True
+        ["curl", "-sfL", *server.header(), *html, page_url],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     href = re.search(rf'href="([^"#]*{re.escape(filename)})[^"]*"', page)
     if href is None:
@@ -631,7 +799,7 @@ def ratio(ours: str, theirs: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", choices=sorted(CORPORA), default="L")
-    parser.add_argument("--peers", default="pypiserver,devpi,nginx")
+    parser.add_argument("--peers", default="pypiserver,devpi,nginx,peryx")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "pywharf-bench")
     parser.add_argument("--no-large", action="store_true", help="skip the 1000 MiB figures")
     parser.add_argument("--pywharf-server", choices=["waitress", "uvicorn"], default="waitress")
@@ -660,15 +828,36 @@ def main() -> None:
         "pypiserver": lambda: start_pypiserver(work, paths["corpus"]),
         "devpi": lambda: start_devpi(work, paths["corpus"], args.devpi_files),
         "nginx": lambda: start_nginx(work, paths["corpus"]),
+        "peryx": lambda: start_peryx(work, paths["corpus"]),
     }
+    installers = {
+        "pypiserver": install_pypiserver,
+        "devpi": install_devpi,
+        "peryx": install_peryx,
+    }
+    print(f"load before: {load()}", flush=True)
     results: dict[str, dict[str, str]] = {}
     for peer in [p for p in args.peers.split(",") if p]:
+        if peer not in starters:
+            print(f"{peer}: left out, unknown (known: {', '.join(starters)})", flush=True)
+            continue
+        try:
+            installers.get(peer, lambda _: None)(work)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            why = getattr(exc, "stderr", None) or exc
+            print(f"{peer}: left out, it cannot be installed here: {why}", flush=True)
+            continue
         for name, starter in (
             ("pywharf", lambda: start_pywharf(work, paths["corpus"], args.pywharf_server)),
             (peer, starters[peer]),
         ):
             print(f"measuring {name}...", flush=True)
-            server = starter()
+            try:
+                server = starter()
+            except (OSError, subprocess.CalledProcessError, RuntimeError) as exc:
+                print(f"{name}: left out, it did not start here: {exc}", flush=True)
+                results.pop(f"pywharf (vs {peer})", None)
+                break
             try:
                 results[f"{name} (vs {peer})" if name == "pywharf" else name] = measure(
                     server, work, big
@@ -676,7 +865,9 @@ def main() -> None:
             finally:
                 server.stop()
             shutil.rmtree(work / "pywharf-root", ignore_errors=True)
-    print_table(results)
+    print(f"load after: {load()}", flush=True)
+    if results:
+        print_table(results)
 
 
 def print_table(results: dict[str, dict[str, str]]) -> None:
