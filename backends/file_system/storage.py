@@ -32,8 +32,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from filelock import FileLock
-
 from pywharf_core.backend import Backend, BackendContext, LocalFile, StagedFile, StoredFile
 from pywharf_core.errors import (
     BackendError,
@@ -43,7 +41,13 @@ from pywharf_core.errors import (
     IndexConflict,
     InsufficientStorage,
 )
-from pywharf_core.files import create_once, remove_dead_leftovers, replace_file, write_temp
+from pywharf_core.files import (
+    ProcessLock,
+    create_once,
+    remove_dead_leftovers,
+    replace_file,
+    write_temp,
+)
 from pywharf_core.records import FileRecord
 from pywharf_core.state import LocalState
 
@@ -89,7 +93,10 @@ class FileSystemBackend(Backend):
         self._staging.mkdir(parents=True, exist_ok=True)
         self._index_path = self.root / INDEX_FILENAME
         self._journal_path = self.root / JOURNAL_FILENAME
-        self._journal_lock = FileLock(str(self._staging / "journal.lock"))
+        # A thread lock and flock (ProcessLock): filelock's FileLock made this process's
+        # uploads take turns by polling with 50 ms sleeps.
+        self._journal_lock = ProcessLock(self._staging / "journal.lock")
+        self._index_lock = ProcessLock(self._staging / "index.lock")
         self._state = LocalState(self.root / STATE)
         self._remove_stale_staging()
 
@@ -294,7 +301,7 @@ class FileSystemBackend(Backend):
             raise BackendUnavailable(f"cannot read {self._index_path}: {exc}") from exc
 
     def write_index(self, data: bytes, expected_version: str | None) -> str:
-        with FileLock(str(self._staging / "index.lock")):
+        with self._index_lock:
             if self.index_version() != expected_version:
                 raise IndexConflict("the index changed since it was read")
             replace_file(self._index_path, data)
