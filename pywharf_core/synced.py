@@ -342,19 +342,7 @@ class SyncedIndex:
             writer.execute("ROLLBACK")
             raise
 
-        def finish(commit: bool) -> None:
-            try:
-                if not commit:
-                    writer.execute("ROLLBACK")
-                    return
-                writer.execute("COMMIT")
-                self._holds, self._files = (True, version), total
-                self._chain = (None, ())
-                with contextlib.suppress(sqlite3.OperationalError):  # busy readers: later
-                    writer.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            finally:
-                self._write_lock.release()
-
+        finish = self._finish_in_place(writer, version, total, (None, ()))
         return Prepared(version, set(counts), names_changed, False, finish)
 
     def _prepare_new(self, version: str | None, ordered: list[FileRecord]) -> Prepared:
@@ -421,20 +409,31 @@ class SyncedIndex:
             writer.execute("ROLLBACK")
             raise
 
+        finish = self._finish_in_place(writer, version, int(total), (base, deltas))
+        return Prepared(version, changed, names_changed, False, finish)
+
+    def _finish_in_place(
+        self,
+        writer: sqlite3.Connection,
+        version: str | None,
+        total: int,
+        chain: tuple[str | None, tuple[str, ...]],
+    ) -> Callable[[bool], None]:
+        """Commit or roll back the load ``writer``'s open transaction holds."""
+
         def finish(commit: bool) -> None:
             try:
                 if not commit:
                     writer.execute("ROLLBACK")
                     return
                 writer.execute("COMMIT")
-                self._holds, self._files = (True, version), int(total)
-                self._chain = (base, deltas)
+                self._holds, self._files, self._chain = (True, version), total, chain
                 with contextlib.suppress(sqlite3.OperationalError):  # busy readers: later
                     writer.execute("PRAGMA wal_checkpoint(PASSIVE)")
             finally:
                 self._write_lock.release()
 
-        return Prepared(version, changed, names_changed, False, finish)
+        return finish
 
     def _building(self) -> Path:
         building = self.path.with_name(f"{self.path.name}.{os.getpid()}.building")

@@ -10,34 +10,21 @@ from pathlib import Path
 
 import pytest
 from pywharf_backends.file_system import FileSystemBackend
+from test_restart import open_repo  # the same one-repository config
 from wharftest.cli import pywharf
 from wharftest.server import get
 
 from pywharf_core import remoteindex
-from pywharf_core.auth import AccessCache
 from pywharf_core.backend import Backend
-from pywharf_core.config import parse_repo_configs, parse_toml
 from pywharf_core.errors import IndexFileError, IndexTooNew, PywharfError
 from pywharf_core.indexfile import load_index
 from pywharf_core.job import update_index
 from pywharf_core.repository import Repository
 from pywharf_core.testing import make_wheel
 
-CONFIG = """
-[team]
-type = "file_system"
-read_secret = "team-read-secret-1"
-write_secret = "team-write-secret-1"
-"""
-
 
 def storage_of(root: Path) -> Path:
     return root / "cache" / "team" / "storage"
-
-
-def open_repo(root: Path) -> Repository:
-    config = parse_repo_configs(parse_toml(CONFIG, "<test>"))["team"]
-    return Repository.open(config, root, None, AccessCache(60, 60))
 
 
 def add_wheel(storage: Path, name: str, version: str = "1.0") -> str:
