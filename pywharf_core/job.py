@@ -138,8 +138,10 @@ def update_index(
             or segmented != (manifest is not None)
         )
         if changed:
+            new = None
             if segmented:  # a first segmented index: a base of every record
-                data = remoteindex.write_segmented(backend, records, None, None, written)
+                new = remoteindex.write_segmented(backend, records, None, None, written)
+                data = new.data
             else:
                 data = dump_index(IndexFile(time.time(), tuple(records)))
             try:
@@ -147,6 +149,10 @@ def update_index(
             except IndexConflict:
                 log.warning("the index changed while it was rebuilt; starting over")
                 continue
+            if new is not None:
+                remoteindex.delete_segments(backend, new)
+            elif manifest is not None:  # converted back to one file
+                remoteindex.forget_segments(backend, manifest, written)
         backend.compact_changes(_holds_record(records))
         return UpdateSummary(
             files=len(records),
@@ -195,20 +201,27 @@ def _update_segmented(
         try:
             known = {row[6]: Known(*row) for row in connection.execute(synced.SELECT_KNOWN)}
             upserts: list[FileRecord] = []
+            described: list[tuple[FileRecord, FileRecord]] = []
             seen: set[str] = set()
             for count, item in enumerate(list_records(backend, known), 1):
                 if progress is not None:
                     progress(count)
+                seen.add(item.backend_ref)
                 if isinstance(item, Known):
-                    seen.add(item.backend_ref)
                     if item.yanked != known[item.backend_ref].yanked:
                         stored = _stored_record(connection, item.project, item.filename)
                         upserts.append(stored.with_changes(yanked=item.yanked))
-                elif item != _stored_record(connection, item.project, item.filename):
-                    upserts.append(item)  # a new file, or one whose bytes changed
-                    seen.add(item.backend_ref)
-                else:
-                    seen.add(item.backend_ref)  # described again, the same (a lost sidecar)
+                    continue
+                stored = _stored_record(connection, item.project, item.filename)
+                if item != stored:  # a new file, or one whose bytes changed
+                    described.append((item, stored))
+                # else described again, the same (a lost sidecar)
+            for item, stored in described:
+                # The same bytes stored twice (two folders): the index keeps one
+                # reference; the other copy is no change (else a delta on every run).
+                if stored.backend_ref in seen and stored.sha256 == item.sha256:
+                    continue
+                upserts.append(item)
             replaced = {(r.project, r.filename) for r in upserts}
             removals = sorted(
                 (k.project, k.filename)
@@ -218,14 +231,19 @@ def _update_segmented(
             upserts.sort(key=lambda r: (r.project, r.filename))
             delta = synced.Delta(upserts, removals)
             changed = bool(upserts or removals)
+            new: remoteindex.Written | None = None
             if changed:
-                data, files, projects = remoteindex.write_next(
+                new, files, projects = remoteindex.write_next(
                     backend, manifest, connection, path, delta, written
                 )
-                backend.write_index(data, version)
             else:
+                # Unchanged; but segments an earlier attempt stored are retired.
+                new = remoteindex.retire_written(manifest, written)
                 files = len(known)
                 projects = len({k.project for k in known.values()})
+            if new is not None:
+                backend.write_index(new.data, version)
+                remoteindex.delete_segments(backend, new)
             backend.compact_changes(_holds_stored(connection))
         finally:
             connection.close()

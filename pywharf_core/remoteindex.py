@@ -53,6 +53,7 @@ from .backend import Backend
 from .errors import IndexConflict, IndexFileError, IndexTooNew, NotSupported, PywharfError
 from .indexfile import load_index
 from .records import FileRecord
+from .state import check_state_name
 from .synced import (
     SELECT_RECORDS,
     Delta,
@@ -87,6 +88,15 @@ class Segment:
     name: str
     sha256: str
     files: int
+
+
+@dataclass(frozen=True)
+class Written:
+    """A new manifest to write, and the retired segments to delete once it is written."""
+
+    data: bytes
+    manifest: Manifest
+    doomed: list[tuple[str, float]]
 
 
 @dataclass(frozen=True)
@@ -131,7 +141,7 @@ def parse_manifest(data: bytes) -> Manifest:
         raise
     except (UnicodeDecodeError, rtoml.TomlParsingError) as exc:
         raise IndexFileError(f"invalid index manifest: {exc}") from exc
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as exc:
         raise IndexFileError(f"invalid index manifest: {exc!r}") from exc
 
 
@@ -162,7 +172,7 @@ def _segment_name(value: Any) -> str:
         raise ValueError(f"segment name {name!r} is not index/<name>")
     if rest.startswith(".") or not rest.isascii() or rest.lower() != rest:
         raise ValueError(f"segment name {name!r} is not index/<name>")
-    return name
+    return check_state_name(name)  # stored as a shared document: its rules too
 
 
 def _segment_dict(segment: Segment) -> dict[str, Any]:
@@ -203,7 +213,14 @@ def read_delta(backend: Backend, segment: Segment) -> Delta:
         parsed = json.loads(zstd.decompress(data))
         upserts = [FileRecord.from_dict(item) for item in parsed["upsert"]]
         removals = [(str(project), str(filename)) for project, filename in parsed["remove"]]
-    except (zstd.ZstdError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (
+        zstd.ZstdError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        ArithmeticError,
+    ) as exc:
         raise IndexFileError(f"{segment.name} cannot be read: {exc!r}") from exc
     return Delta(upserts, removals)
 
@@ -264,7 +281,7 @@ def write_next(
     path: Path,
     delta: Delta,
     written: list[str],
-) -> tuple[bytes, int, int]:
+) -> tuple[Written, int, int]:
     """Apply ``delta`` to the database ``open_chain`` opened and store what the next index
     needs: ``delta`` as a segment, or the database as a new base when the deltas have grown
     (``_room_for``). Returns the new manifest, and the number of files and projects."""
@@ -285,7 +302,7 @@ def write_next(
         segment = _store(backend, "base", _compress_file(path), files, written)
         new = Manifest(now, files, segment)
         retired += [(name, now) for name in sorted(manifest.segments() - new.segments())]
-    return _finish_manifest(backend, new, retired, written, now), int(files), int(projects)
+    return _finish_manifest(new, retired, written, now), int(files), int(projects)
 
 
 # -- writing (update_index) -----------------------------------------------------------------
@@ -302,7 +319,7 @@ def write_segmented(
     manifest: Manifest | None,
     delta: Delta | None,
     written: list[str],
-) -> bytes:
+) -> Written:
     """Store what the new index of ``records`` needs (``delta``, what changed since the
     index ``manifest`` names, or a new base) and return the new manifest. ``written``
     gathers the names stored, so that a caller whose compare-and-swap lost can retire
@@ -318,22 +335,58 @@ def write_segmented(
         new = Manifest(now, len(records), segment)
         if manifest is not None:
             retired += [(name, now) for name in sorted(manifest.segments() - new.segments())]
-    return _finish_manifest(backend, new, retired, written, now)
+    return _finish_manifest(new, retired, written, now)
 
 
 def _finish_manifest(
-    backend: Backend,
-    new: Manifest,
-    retired: list[tuple[str, float]],
-    written: list[str],
-    now: float,
-) -> bytes:
+    new: Manifest, retired: list[tuple[str, float]], written: list[str], now: float
+) -> Written:
     """``new`` with its retired segments: those an earlier attempt stored before its
-    compare-and-swap lost join them, and those retired long enough ago are deleted."""
+    compare-and-swap lost join them, and those retired long enough ago are to be deleted
+    once the manifest is written (``delete_segments``): deleted before, a concurrent run
+    that reused one of those names and won its swap would name a missing segment."""
     named = {name for name, _ in retired}
     retired += [(name, now) for name in written if name not in new.segments() | named]
-    kept = _delete_retired(backend, retired, new.segments(), now)
-    return dump_manifest(Manifest(new.mtime, new.files, new.base, new.deltas, tuple(kept)))
+    kept: list[tuple[str, float]] = []
+    doomed: list[tuple[str, float]] = []
+    for name, since in retired:
+        if name in new.segments():
+            continue
+        (kept if now - since < RETIRE_SECONDS else doomed).append((name, since))
+    manifest = Manifest(new.mtime, new.files, new.base, new.deltas, tuple(kept))
+    return Written(dump_manifest(manifest), manifest, doomed)
+
+
+def retire_written(manifest: Manifest, written: list[str]) -> Written | None:
+    """``manifest`` again with the segments an attempt that lost its compare-and-swap
+    stored (``written``) retired; ``None`` when there are none."""
+    if not set(written) - manifest.segments():
+        return None
+    new = Manifest(time.time(), manifest.files, manifest.base, manifest.deltas)
+    return _finish_manifest(new, list(manifest.retired), written, new.mtime)
+
+
+def forget_segments(backend: Backend, manifest: Manifest, written: list[str]) -> None:
+    """After a segmented index was replaced by a single file: delete its segments (a
+    server still fetching one fails its round and reads the file at the next)."""
+    names = manifest.segments() | {name for name, _ in manifest.retired} | set(written)
+    delete_segments(backend, Written(b"", manifest, [(name, 0.0) for name in sorted(names)]))
+
+
+def delete_segments(backend: Backend, written: Written) -> list[str]:
+    """Delete the segments ``written`` retired long enough ago, after its manifest was
+    written; returns the names deleted. One that cannot be deleted stays on storage (a
+    backend without ``delete_state``, an error: logged)."""
+    deleted = []
+    for name, _ in written.doomed:
+        try:
+            backend.delete_state(name)
+            deleted.append(name)
+        except NotSupported:
+            return deleted
+        except PywharfError as exc:
+            log.warning("could not delete %s, no longer in the index: %s", name, exc)
+    return deleted
 
 
 def _room_for(manifest: Manifest, delta: Delta) -> bool:
@@ -388,24 +441,3 @@ def _store(backend: Backend, kind: str, data: bytes, files: int, written: list[s
     except IndexConflict:
         pass  # stored already: the name is its content
     return Segment(name, sha256, files)
-
-
-def _delete_retired(
-    backend: Backend, retired: list[tuple[str, float]], in_use: set[str], now: float
-) -> list[tuple[str, float]]:
-    """Delete retired segments older than ``RETIRE_SECONDS``; returns those still kept."""
-    kept = []
-    for name, since in retired:
-        if name in in_use:
-            continue
-        if now - since < RETIRE_SECONDS:
-            kept.append((name, since))
-            continue
-        try:
-            backend.delete_state(name)
-        except NotSupported:
-            kept.append((name, since))
-        except PywharfError as exc:  # tried again by the next update_index
-            log.warning("could not delete %s, no longer in the index: %s", name, exc)
-            kept.append((name, since))
-    return kept

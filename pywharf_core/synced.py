@@ -374,6 +374,8 @@ class SyncedIndex:
                 try:
                     fetched = [fetch_delta(name) for name in deltas[len(held_deltas) :]]
                     return self._prepare_apply(version, base, tuple(deltas), fetched)
+                except sqlite3.IntegrityError as exc:  # the delta's fault, not the store's
+                    raise IndexFileError(f"a delta of {base} cannot be applied: {exc}") from exc
                 except sqlite3.DatabaseError as exc:
                     if not is_broken(exc):
                         raise

@@ -4,6 +4,7 @@ the single-file index of 0.2 and of the previous release is read and converted."
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 from pathlib import Path
@@ -16,7 +17,7 @@ from wharftest.server import get
 
 from pywharf_core import remoteindex
 from pywharf_core.backend import Backend
-from pywharf_core.errors import IndexFileError, IndexTooNew, PywharfError
+from pywharf_core.errors import IndexConflict, IndexFileError, IndexTooNew, PywharfError
 from pywharf_core.indexfile import load_index
 from pywharf_core.job import update_index
 from pywharf_core.repository import Repository
@@ -253,6 +254,8 @@ def test_a_manifest_from_a_newer_pywharf_is_refused_by_update_index(tmp_path: Pa
         'format_version = 2\n[base]\nname = "index/A"\nsha256 = "' + "0" * 64 + '"\n',
         "format_version = 2\n[base\n",
         'format_version = 2\nbase = "x"\n',
+        'format_version = 2\n[base]\nname = "index/a..b"\nsha256 = "' + "0" * 64 + '"\n',
+        'format_version = 2\nfiles = inf\n[base]\nname = "index/a"\nsha256 = "' + "0" * 64 + '"\n',
     ],
 )
 def test_a_malformed_manifest_is_an_index_file_error(text: str) -> None:
@@ -357,3 +360,69 @@ def test_a_yank_and_a_replaced_file_are_deltas_of_their_records(
     # Nothing more: unchanged, and no delta written.
     assert not update_index(backend).changed
     assert len(manifest_of(backend).deltas) == 1
+
+
+def test_one_file_in_two_folders_is_not_a_change_on_every_run(tmp_path: Path) -> None:
+    storage = storage_of(tmp_path)
+    filename = add_wheel(storage, "twice")
+    (storage / "copies" / "twice").mkdir(parents=True)
+    shutil.copy(storage / "twice" / filename, storage / "copies" / "twice" / filename)
+    backend = FileSystemBackend(storage)
+    update_index(backend, index_format="segments")
+    assert [update_index(backend).changed for _ in range(3)] == [False, False, False]
+
+
+def test_segments_of_an_attempt_that_lost_are_retired(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(remoteindex, "CONSOLIDATE_SHARE", 10.0)
+    storage = storage_of(tmp_path)
+    add_wheel(storage, "race-a")
+    backend = FileSystemBackend(storage)
+    update_index(backend, index_format="segments")
+    add_wheel(storage, "race-b")
+    original = backend.write_index
+    raced: list[str] = []
+
+    def racing(data: bytes, expected: str | None) -> str:
+        if not raced:  # another job wins meanwhile, with one more file
+            raced.append("yes")
+            add_wheel(storage, "race-c")
+            update_index(FileSystemBackend(storage))
+            raise IndexConflict("the index changed since it was read")
+        return original(data, expected)
+
+    monkeypatch.setattr(backend, "write_index", racing)
+    assert not update_index(backend).changed  # the winner holds every file already
+    manifest = manifest_of(backend)
+    lost = [name for name, _ in manifest.retired]
+    assert len(lost) == 1 and lost[0] not in manifest.segments()
+    assert backend.read_state(lost[0]) is not None  # deleted an hour later
+    assert [d.files for d in manifest.deltas] == [2]
+
+
+def test_a_delta_that_cannot_be_applied_leaves_the_last_index(tmp_path: Path) -> None:
+    storage = storage_of(tmp_path)
+    filename = add_wheel(storage, "nan-a")
+    backend = FileSystemBackend(storage)
+    update_index(backend, index_format="segments")
+    repo = open_repo(tmp_path)
+    manifest = manifest_of(backend)
+    record = remoteindex.read_records(backend, backend.read_index()[0])[0][0]  # type: ignore[index]
+    bad = record.to_dict() | {"filename": "nan_a-2.0-py3-none-any.whl", "version": "2.0"}
+    text = json.dumps({"upsert": [bad], "remove": []}).replace(str(bad["upload_time"]), "NaN")
+    segment = remoteindex._store(backend, "delta", zstd_compress(text.encode()), 1, [])
+    current = backend.read_index()
+    assert current is not None
+    spoilt = remoteindex.Manifest(2.0, 2, manifest.base, (segment,))
+    backend.write_index(remoteindex.dump_manifest(spoilt), current[1])
+    with pytest.raises(IndexFileError):
+        repo.sync()
+    assert repo.index.snapshot.find("nan-a", filename) == record  # not wiped
+    assert repo.index.snapshot.file_count == 1
+
+
+def zstd_compress(data: bytes) -> bytes:
+    from backports import zstd
+
+    return zstd.compress(data)
