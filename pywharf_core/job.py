@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from . import dists, remoteindex, synced
 from .backend import Backend, StoredFile
@@ -50,8 +50,6 @@ from .records import FileRecord
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
-#: What list_records is told of the files the index holds.
-K = TypeVar("K", "FileRecord", "Known")
 #: Files fetched and described at once by update_index, and how far the listing may run
 #: ahead of the oldest of them (records are yielded in the backend's order).
 DESCRIBE_WORKERS = 4
@@ -121,8 +119,10 @@ def update_index(
             log.warning("the current index cannot be read (%s); rebuilding it", exc)
             previous, manifest = (), None
         known = {r.backend_ref: r for r in previous if r.backend_ref}
+        known.update(_changed_records(backend))
         records: list[FileRecord] = []
         for record in list_records(backend, known):
+            assert isinstance(record, FileRecord)  # it was told of records only
             records.append(record)
             if progress is not None:
                 progress(len(records))
@@ -200,10 +200,11 @@ def _update_segmented(
         connection = remoteindex.open_chain(backend, manifest, path)
         try:
             known = {row[6]: Known(*row) for row in connection.execute(synced.SELECT_KNOWN)}
+            lookup: dict[str, Known | FileRecord] = {**known, **_changed_records(backend)}
             upserts: list[FileRecord] = []
             described: list[tuple[FileRecord, FileRecord]] = []
             seen: set[str] = set()
-            for count, item in enumerate(list_records(backend, known), 1):
+            for count, item in enumerate(list_records(backend, lookup), 1):
                 if progress is not None:
                     progress(count)
                 seen.add(item.backend_ref)
@@ -256,6 +257,19 @@ def _update_segmented(
     )
 
 
+def _changed_records(backend: Backend) -> dict[str, FileRecord]:
+    """The change log's records (uploads and yanks through a server since the index was
+    written) by reference: a file the listing reports with the same size and stamp is
+    known by its record, not fetched and described again (what makes files uploaded
+    through a server cheap for update_index)."""
+    try:
+        changes, _ = backend.changes_since(None)
+    except PywharfError as exc:
+        log.warning("the change log cannot be read (%s); new files are described", exc)
+        return {}
+    return {r.backend_ref: r for r in changes if r.backend_ref}
+
+
 def _stored_record(connection: sqlite3.Connection, project: str, filename: str) -> FileRecord:
     row = connection.execute(synced.SELECT_FILE, (project, filename)).fetchone()
     return synced.decode(project, row) if row is not None else _NO_RECORD
@@ -287,7 +301,9 @@ def _holds_record(records: list[FileRecord]) -> Callable[[FileRecord], bool]:
     return lambda record: indexed().get(record.filename) == (record.sha256, record.yanked)
 
 
-def list_records(backend: Backend, known: Mapping[str, K]) -> Iterator[K | FileRecord]:
+def list_records(
+    backend: Backend, known: Mapping[str, FileRecord | Known]
+) -> Iterator[FileRecord | Known]:
     """The index record of every distribution file the backend holds (see the module's
     docstring for the rules), in the backend's order. A file that cannot be described is
     skipped with a warning. Files to fetch and describe are handled ``DESCRIBE_WORKERS``
@@ -296,7 +312,7 @@ def list_records(backend: Backend, known: Mapping[str, K]) -> Iterator[K | FileR
         tempfile.TemporaryDirectory(prefix="pywharf-describe-") as folder,
         ThreadPoolExecutor(DESCRIBE_WORKERS, thread_name_prefix="describe") as pool,
     ):
-        pending: deque[K | FileRecord | Future[FileRecord | None]] = deque()
+        pending: deque[FileRecord | Known | Future[FileRecord | None]] = deque()
         for number, entry in enumerate(backend.list_files()):
             previous = known.get(entry.ref)
             if (
@@ -330,7 +346,9 @@ def _ready(item: object) -> bool:
     return not isinstance(item, Future) or item.done()
 
 
-def _result(item: K | FileRecord | Future[FileRecord | None]) -> K | FileRecord | None:
+def _result(
+    item: FileRecord | Known | Future[FileRecord | None],
+) -> FileRecord | Known | None:
     return item.result() if isinstance(item, Future) else item
 
 

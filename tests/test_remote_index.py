@@ -426,3 +426,26 @@ def zstd_compress(data: bytes) -> bytes:
     from backports import zstd
 
     return zstd.compress(data)
+
+
+@pytest.mark.parametrize("index_format", ["toml", "segments"])
+def test_files_uploaded_through_a_server_are_not_described_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, index_format: str
+) -> None:
+    from pywharf_core.testing import put
+
+    storage = storage_of(tmp_path)
+    add_wheel(storage, "held-first")
+    backend = FileSystemBackend(storage)
+    update_index(backend, index_format=index_format)
+    uploaded, _ = put(backend, "through-server", "1.0")  # as the server stores an upload
+    assert backend.changes_since(None)[0] == [uploaded]
+
+    def no_fetch(*args: object) -> Path:
+        raise AssertionError("a file the journal describes was fetched again")
+
+    monkeypatch.setattr(backend, "fetch_file", no_fetch)
+    assert update_index(backend, index_format=index_format).changed
+    records, _ = remoteindex.read_records(backend, backend.read_index()[0])  # type: ignore[index]
+    assert uploaded in records  # the journal's record, as the server wrote it
+    assert backend.changes_since(None)[0] == []  # and the journal compacted

@@ -130,7 +130,13 @@ class FileSystemBackend(Backend):
         finally:
             if meta_tmp is not None:
                 meta_tmp.unlink(missing_ok=True)
-        stored = record.with_changes(backend_ref=ref)
+        # The file system stamps the file (its mtime, which the listing reports): so
+        # update_index knows the journal's record of it for this very file.
+        try:
+            stamp = os.stat(final).st_mtime
+        except OSError as exc:
+            raise _storage_error(record.filename, exc) from exc
+        stored = record.with_changes(backend_ref=ref, upload_time=stamp)
         self._append_journal(stored)
         return stored
 
