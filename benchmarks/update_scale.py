@@ -53,8 +53,9 @@ from pywharf_backends.file_system import FileSystemBackend
 from run import wheel_bytes  # the same small wheels as the other benchmarks
 from scale import PER_PROJECT, REAL_FILES, project_of
 
-from pywharf_core import remoteindex
+from pywharf_core import dists, remoteindex
 from pywharf_core.auth import AccessCache
+from pywharf_core.backend import StagedFile
 from pywharf_core.config import parse_repo_configs, parse_toml
 from pywharf_core.indexfile import IndexFile, dump_index
 from pywharf_core.records import FileRecord
@@ -149,8 +150,12 @@ def build_corpus(folder: Path, files: int, index_format: str) -> Path:
     return storage
 
 
-def new_wheels(storage: Path, files: int, count: int, label: str) -> list[Path]:
-    """Add ``count`` small real wheels, new versions of random projects; their paths."""
+def new_wheels(
+    storage: Path, files: int, count: int, label: str, through_server: bool = False
+) -> list[Path]:
+    """Add ``count`` small real wheels, new versions of random projects; their paths.
+    ``through_server``: stored as a server stores an upload (described, then the
+    backend's ``put_file``, which notes each in the journal), else copied in by hand."""
     chooser = random.Random(f"{SEED}-{label}")  # noqa: S311
     projects = files // PER_PROJECT
     paths = [
@@ -161,9 +166,18 @@ def new_wheels(storage: Path, files: int, count: int, label: str) -> list[Path]:
     ]
     # Listed before they are written: a run that dies leaves the next one a way back.
     (storage.parent / PENDING).write_text("".join(f"{path}\n" for path in paths))
+    backend = FileSystemBackend(storage) if through_server else None
     for path in paths:
         project, version = path.parent.name, path.name.split("-")[1]
-        path.write_bytes(wheel_bytes(project, version, []))
+        if backend is None:
+            path.write_bytes(wheel_bytes(project, version, []))
+            continue
+        staged = backend.staging_dir() / f"bench-{path.name}"
+        staged.write_bytes(wheel_bytes(project, version, []))
+        described = dists.describe(staged, dists.parse_filename(path.name), upload_time=time.time())
+        record = described.record
+        backend.put_file(record, StagedFile(staged, record.size, record.sha256), described.metadata)
+        staged.unlink()
     return paths
 
 
@@ -183,6 +197,7 @@ def restore_settled(storage: Path) -> None:
         delete_files([Path(line) for line in pending.read_text().splitlines() if line])
         pending.unlink()
     backend = FileSystemBackend(storage)
+    (storage / ".pywharf-journal.jsonl").unlink(missing_ok=True)  # of --through-server
     settled = (corpus / SETTLED).read_bytes()
     if (storage / "index.toml").read_bytes() != settled:
         backend.write_index(settled, backend.index_version())
@@ -291,7 +306,9 @@ class Row:
     one_fetch: int
 
 
-def measure(storage: Path, files: int, index_format: str, change: float) -> Row:
+def measure(
+    storage: Path, files: int, index_format: str, change: float, through_server: bool
+) -> Row:
     restore_settled(storage)
     # The first run reads the directories as the page cache holds them (another corpus
     # may have pushed them out); the table gives the second.
@@ -317,7 +334,7 @@ def measure(storage: Path, files: int, index_format: str, change: float) -> Row:
             raise RuntimeError(f"the server holds {repo.index.snapshot.file_count} files")
 
         before = (storage / "index.toml").read_bytes()
-        paths = new_wheels(storage, files, count, "change")
+        paths = new_wheels(storage, files, count, "change", through_server)
         added = update_index(storage, index_format)
         after = (storage / "index.toml").read_bytes()
         added_fetch = fetched_bytes(storage, before, after)
@@ -366,6 +383,12 @@ def main() -> None:
     )
     parser.add_argument("--work", help="keep corpora here and reuse them (default: a temp dir)")
     parser.add_argument("--change", type=float, default=0.01, help="share of files added")
+    parser.add_argument(
+        "--through-server",
+        action="store_true",
+        help="store the new files as a server stores uploads (put_file, journal) rather "
+        "than copying them in by hand",
+    )
     args = parser.parse_args()
     chosen = args.formats.split(",") if args.formats else None
     if chosen and not set(chosen) <= set(FORMATS):
@@ -381,7 +404,7 @@ def main() -> None:
                 f for f in FORMATS if f != "toml" or files <= TOML_UP_TO
             ]:
                 storage = build_corpus(folder, files, index_format)
-                rows.append(measure(storage, files, index_format, args.change))
+                rows.append(measure(storage, files, index_format, args.change, args.through_server))
                 print(f"measured {files:,} {index_format}", flush=True)
     print(f"\nbefore: {before}\nafter: {uptime()}")
     share = f"{args.change:.0%}"
