@@ -132,7 +132,7 @@ def segmented_copy(storage: Path) -> Path:
                 (copy / folder.name / file.name).hardlink_to(file)
     records = load_index((storage / "index.toml").read_bytes()).records
     backend = FileSystemBackend(copy)
-    backend.write_index(remoteindex.write_segmented(backend, records, None, None, []).data, None)
+    backend.write_index(remoteindex.write_base(backend, records, []).data, None)
     marker.touch()
     return copy
 

@@ -133,7 +133,7 @@ def build_corpus(folder: Path, files: int, index_format: str) -> Path:
     print(f"corpus {files:,} {index_format}: files in {time.perf_counter() - started:.1f} s")
     started = time.perf_counter()
     if index_format == "segments":
-        data = remoteindex.write_segmented(backend, empty, None, None, []).data
+        data = remoteindex.write_base(backend, empty, []).data
     else:
         data = dump_index(IndexFile(time.time(), tuple(empty)))
     backend.write_index(data, current[1])

@@ -30,7 +30,7 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,7 +39,7 @@ from packaging.version import InvalidVersion, Version
 
 from .files import replace_file
 from .records import FileRecord
-from .synced import Delta, Prepared, SyncedIndex, is_broken
+from .synced import Chain, Prepared, SyncedIndex, is_broken
 
 if TYPE_CHECKING:
     from .manage import Deletion
@@ -196,17 +196,10 @@ class RepoIndex:
         go back to the system before the index builds what it keeps)."""
         return self._store.prepare(version, records)
 
-    def prepare_chain(
-        self,
-        version: str | None,
-        base: str,
-        deltas: Sequence[str],
-        fetch_base: Callable[[Path], None],
-        fetch_delta: Callable[[str], Delta],
-    ) -> Prepared:
+    def prepare_chain(self, version: str | None, chain: Chain) -> Prepared:
         """Write a segmented remote index to the database (``SyncedIndex.prepare_chain``),
         to be made visible by ``set_remote``."""
-        return self._store.prepare_chain(version, base, deltas, fetch_base, fetch_delta)
+        return self._store.prepare_chain(version, chain)
 
     def set_remote(
         self,

@@ -140,7 +140,7 @@ def update_index(
         if changed:
             new = None
             if segmented:  # a first segmented index: a base of every record
-                new = remoteindex.write_segmented(backend, records, None, None, written)
+                new = remoteindex.write_base(backend, records, written)
                 data = new.data
             else:
                 data = dump_index(IndexFile(time.time(), tuple(records)))

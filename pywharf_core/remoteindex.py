@@ -44,6 +44,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ from .records import FileRecord
 from .state import check_state_name
 from .synced import (
     SELECT_RECORDS,
+    Chain,
     Delta,
     apply_deltas,
     apply_to_base,
@@ -225,6 +227,17 @@ def read_delta(backend: Backend, segment: Segment) -> Delta:
     return Delta(upserts, removals)
 
 
+def chain_of(backend: Backend, manifest: Manifest) -> Chain:
+    """What a server's store needs to load the index ``manifest`` names."""
+    deltas = {segment.name: segment for segment in manifest.deltas}
+    return Chain(
+        manifest.base.name,
+        tuple(segment.name for segment in manifest.deltas),
+        partial(write_base_to, backend, manifest.base),
+        lambda name: read_delta(backend, deltas[name]),
+    )
+
+
 def read_records(backend: Backend, data: bytes) -> tuple[tuple[FileRecord, ...], Manifest | None]:
     """Every record of the remote index ``data`` (either format) and its manifest (``None``
     for a single-file index)."""
@@ -313,29 +326,14 @@ def keeps_segments(backend: Backend) -> bool:
     return type(backend).write_state is not Backend.write_state
 
 
-def write_segmented(
-    backend: Backend,
-    records: Sequence[FileRecord],
-    manifest: Manifest | None,
-    delta: Delta | None,
-    written: list[str],
-) -> Written:
-    """Store what the new index of ``records`` needs (``delta``, what changed since the
-    index ``manifest`` names, or a new base) and return the new manifest. ``written``
-    gathers the names stored, so that a caller whose compare-and-swap lost can retire
-    them."""
+def write_base(backend: Backend, records: Sequence[FileRecord], written: list[str]) -> Written:
+    """Store a base of ``records`` and return the manifest of a segmented index of it
+    alone (a first segmented index; later ones are written by ``write_next``).
+    ``written`` gathers the names stored, so that a caller whose compare-and-swap lost can
+    retire them."""
     now = time.time()
-    retired = [(name, since) for name, since in (manifest.retired if manifest else ())]
-    if manifest is not None and delta is not None and _room_for(manifest, delta):
-        files = len(delta.upserts) + len(delta.removals)
-        segment = _store(backend, "delta", _delta_bytes(delta), files, written)
-        new = Manifest(now, len(records), manifest.base, (*manifest.deltas, segment))
-    else:
-        segment = _store(backend, "base", _base_bytes(records), len(records), written)
-        new = Manifest(now, len(records), segment)
-        if manifest is not None:
-            retired += [(name, now) for name in sorted(manifest.segments() - new.segments())]
-    return _finish_manifest(new, retired, written, now)
+    segment = _store(backend, "base", _base_bytes(records), len(records), written)
+    return _finish_manifest(Manifest(now, len(records), segment), [], written, now)
 
 
 def _finish_manifest(
@@ -394,18 +392,6 @@ def _room_for(manifest: Manifest, delta: Delta) -> bool:
     return len(manifest.deltas) < MAX_DELTAS and pending <= CONSOLIDATE_SHARE * max(
         manifest.base.files, 1
     )
-
-
-def delta_of(previous: Sequence[FileRecord], records: Sequence[FileRecord]) -> Delta:
-    """What turns the index of ``previous`` into that of ``records``."""
-    before = {(r.project, r.filename): r for r in previous}
-    after = {(r.project, r.filename): r for r in records}
-    upserts = sorted(
-        (r for key, r in after.items() if before.get(key) != r),
-        key=lambda r: (r.project, r.filename),
-    )
-    removals = sorted(before.keys() - after.keys())
-    return Delta(upserts, removals)
 
 
 def _delta_bytes(delta: Delta) -> bytes:

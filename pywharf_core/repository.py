@@ -158,14 +158,7 @@ class Repository:
         # A segmented index: the base database is opened, not parsed, and a server that
         # holds the base fetches only the deltas it lacks.
         manifest = remoteindex.parse_manifest(data)
-        deltas = {delta.name: delta for delta in manifest.deltas}
-        return self.index.prepare_chain(
-            version,
-            manifest.base.name,
-            [delta.name for delta in manifest.deltas],
-            partial(remoteindex.write_base_to, self.backend, manifest.base),
-            lambda name: remoteindex.read_delta(self.backend, deltas[name]),
-        )
+        return self.index.prepare_chain(version, remoteindex.chain_of(self.backend, manifest))
 
     def _sync_deletions(self) -> None:
         """Read the shared documents of deleted files and project statuses again when

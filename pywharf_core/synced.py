@@ -284,9 +284,9 @@ class SyncedIndex:
             return
         connection = self._connect(self.path)
         try:
-            rows = connection.execute(SELECT_ALL)
+            rows = connection.execute(SELECT_RECORDS)  # decoded by SQLite
             for project, group in groupby(rows, key=itemgetter(0)):
-                yield project, [decode(project, row[1:]) for row in group]
+                yield project, [FileRecord(*row) for row in group]
         finally:
             connection.close()
 
@@ -352,28 +352,23 @@ class SyncedIndex:
         total = build_database(building, ordered, version)
         return Prepared(version, set(), True, True, self._finish_new(building, version, total))
 
-    def prepare_chain(
-        self,
-        version: str | None,
-        base: str,
-        deltas: Sequence[str],
-        fetch_base: Callable[[Path], None],
-        fetch_delta: Callable[[str], Delta],
-    ) -> Prepared:
-        """Load a segmented remote index at ``version``: the database ``base`` followed
-        by the ``deltas`` in order (``remoteindex``). When the store holds ``base`` and a
-        first part of ``deltas`` only the rest is fetched and applied, in one
-        transaction; else ``fetch_base`` writes the base database to a new file (its
-        layout is checked: it came from the storage), the deltas are applied to it and it
-        replaces the store at commit. The caller commits or rolls back."""
+    def prepare_chain(self, version: str | None, chain: Chain) -> Prepared:
+        """Load a segmented remote index at ``version``: the database ``chain.base``
+        followed by its deltas in order (``remoteindex``). When the store holds the base
+        and a first part of the deltas only the rest is fetched and applied, in one
+        transaction; else the base database is fetched to a new file (its layout is
+        checked: it came from the storage), the deltas are applied to it and it replaces
+        the store at commit. The caller commits or rolls back."""
+        base, deltas = chain.base, chain.deltas
+        fetch_base, fetch_delta = chain.fetch_base, chain.fetch_delta
         self._write_lock.acquire()
         try:
             held_base, held_deltas = self._chain
-            extends = held_base == base and tuple(deltas[: len(held_deltas)]) == held_deltas
+            extends = held_base == base and deltas[: len(held_deltas)] == held_deltas
             if self.loaded and extends:
                 try:
                     fetched = [fetch_delta(name) for name in deltas[len(held_deltas) :]]
-                    return self._prepare_apply(version, base, tuple(deltas), fetched)
+                    return self._prepare_apply(version, base, deltas, fetched)
                 except sqlite3.IntegrityError as exc:  # the delta's fault, not the store's
                     raise IndexFileError(f"a delta of {base} cannot be applied: {exc}") from exc
                 except sqlite3.DatabaseError as exc:
@@ -385,14 +380,14 @@ class SyncedIndex:
             try:
                 fetch_base(building)
                 fetched = [fetch_delta(name) for name in deltas]
-                total = apply_to_base(building, version, base, tuple(deltas), fetched)
+                total = apply_to_base(building, version, base, deltas, fetched)
             except sqlite3.DatabaseError as exc:
                 building.unlink(missing_ok=True)
                 raise IndexFileError(f"{base} is not a pywharf index database: {exc}") from exc
             except BaseException:
                 building.unlink(missing_ok=True)
                 raise
-            finish = self._finish_new(building, version, total, (base, tuple(deltas)))
+            finish = self._finish_new(building, version, total, (base, deltas))
             return Prepared(version, set(), True, True, finish)
         except BaseException:
             self._write_lock.release()
@@ -542,6 +537,18 @@ class Delta:
 
     upserts: Sequence[FileRecord]
     removals: Sequence[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Chain:
+    """A segmented remote index as the store loads it: the names of its base and deltas,
+    and how to fetch them (``remoteindex.chain_of``)."""
+
+    base: str
+    deltas: tuple[str, ...]
+    #: Writes the base database to the path it is given.
+    fetch_base: Callable[[Path], None]
+    fetch_delta: Callable[[str], Delta]
 
 
 def build_database(path: Path, records: Iterable[FileRecord], version: str | None) -> int:
