@@ -10,6 +10,7 @@ pip sends ``Accept-Encoding: gzip, deflate``, uv ``gzip, deflate, zstd``; neithe
 
 from __future__ import annotations
 
+import functools
 import gzip
 import sys
 from collections.abc import Callable, Sequence
@@ -60,6 +61,7 @@ OFFERED: tuple[str, ...] = tuple(COMPRESSORS)
 _ALIASES = {"x-gzip": "gzip"}
 
 
+@functools.lru_cache(maxsize=256)  # clients send a few values, again and again (3.4 µs each)
 def choose_coding(accept_encoding: str | None, offered: Sequence[str] = OFFERED) -> str:
     """The coding to send, from ``offered`` (in the server's order of preference) or
     ``identity``, for an ``Accept-Encoding`` value (RFC 9110 §12.5.3).

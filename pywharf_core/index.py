@@ -347,8 +347,7 @@ class RepoIndex:
         self._extra = extra
 
     def _is_deleted(self, record: FileRecord) -> bool:
-        deletion = self._deleted.get(record.filename)
-        return deletion is not None and deletion.hides(record)
+        return _hidden(record, self._deleted)
 
     # -- names -----------------------------------------------------------------------------
 
@@ -421,12 +420,8 @@ class RepoIndex:
                 return records
 
     def _materialise(self, project: str) -> Records | None:
-        files = {r.filename: r for r in self._store.records_of(project)}
-        extra = self._extra.get(project)
-        if extra:
-            files.update(extra)
-        shown = [r for r in files.values() if not self._is_deleted(r)]
-        return tuple(sorted(shown, key=_sort_key)) or None
+        stored = self._store.records_of(project)
+        return _shown(stored, self._extra.get(project), self._deleted)
 
     def _evict(self, project: str) -> None:
         gone = self._cache.pop(project, None)
@@ -443,15 +438,8 @@ class RepoIndex:
                 while current is not None and current[0] < name:
                     current = next(stored, None)
                 here = current[1] if current is not None and current[0] == name else ()
-                files = {r.filename: r for r in here}
-                files.update(extra.get(name) or {})
-                shown = [
-                    r
-                    for r in files.values()
-                    if (d := deleted.get(r.filename)) is None or not d.hides(r)
-                ]
-                if shown:
-                    yield name, tuple(sorted(shown, key=_sort_key))
+                if shown := _shown(here, extra.get(name), deleted):
+                    yield name, shown
         except sqlite3.DatabaseError as exc:
             if is_broken(exc):
                 self._lost(exc)
@@ -541,3 +529,22 @@ class RepoIndex:
         with self._overlay_path.open("rb") as handle:
             handle.seek(-1, os.SEEK_END)
             return handle.read(1) == b"\n"
+
+
+def _hidden(record: FileRecord, deleted: Mapping[str, Deletion]) -> bool:
+    deletion = deleted.get(record.filename)
+    return deletion is not None and deletion.hides(record)
+
+
+def _shown(
+    stored: Iterable[FileRecord],
+    extra: Mapping[str, FileRecord] | None,
+    deleted: Mapping[str, Deletion],
+) -> Records | None:
+    """A project's records as served: the stored ones, those of the change log and the
+    overlay by filename over them, less deleted files, oldest version first."""
+    files = {r.filename: r for r in stored}
+    if extra:
+        files.update(extra)
+    shown = [r for r in files.values() if not _hidden(r, deleted)]
+    return tuple(sorted(shown, key=_sort_key)) or None
