@@ -247,6 +247,11 @@ class SyncedIndex:
         return self._holds[0]
 
     @property
+    def version(self) -> str | None:
+        """The version of the remote index it holds (``None`` also when not ``loaded``)."""
+        return self._holds[1]
+
+    @property
     def file_count(self) -> int:
         return self._files
 

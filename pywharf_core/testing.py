@@ -88,13 +88,12 @@ def read_opened(opened: OpenedFile) -> bytes:
 
 
 def put(
-    backend: Backend, name: str, version: str, payload: bytes = b"", *, with_metadata: bool = True
+    backend: Backend, name: str, version: str, payload: bytes = b""
 ) -> tuple[FileRecord, bytes]:
     filename, data, metadata = make_wheel(name, version, payload)
     staged = stage(backend, data)
-    sidecar = metadata if with_metadata else None
     try:
-        return backend.put_file(record_for(filename, data, sidecar), staged, sidecar), data
+        return backend.put_file(record_for(filename, data, metadata), staged, metadata), data
     finally:
         staged.path.unlink(missing_ok=True)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from pywharf_backends.file_system import FileSystemBackend
-from test_restart import open_repo  # the same one-repository config
+from test_pipeline import open_repo  # one file_system repository 'team'
 from wharftest.cli import pywharf
 from wharftest.server import get
 

@@ -7,12 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from test_pipeline import open_repo  # one file_system repository 'team'
 from wharftest import clients
 from wharftest.cli import pywharf
 from wharftest.server import get, upload_file
 
-from pywharf_core.auth import AccessCache
-from pywharf_core.config import parse_repo_configs, parse_toml
 from pywharf_core.job import update_index
 from pywharf_core.repository import Repository
 from pywharf_core.testing import make_wheel
@@ -66,18 +65,6 @@ def test_a_torn_overlay_line_is_skipped(start_server, tmp_path: Path, dists) -> 
 
 
 # -- the remote index's database under ROOT -------------------------------------------------
-
-CONFIG = """
-[team]
-type = "file_system"
-read_secret = "team-read-secret-1"
-write_secret = "team-write-secret-1"
-"""
-
-
-def open_repo(root: Path) -> Repository:
-    config = parse_repo_configs(parse_toml(CONFIG, "<test>"))["team"]
-    return Repository.open(config, root, None, AccessCache(60, 60))
 
 
 def indexed_repo(root: Path, count: int = 3) -> Repository:

@@ -348,8 +348,6 @@ class FileSystemBackend(Backend):
 
     def compact_changes(self, indexed: Callable[[FileRecord], bool]) -> None:
         """Keep only journal entries the index just written does not hold."""
-        if not self.changes_since(None)[0]:
-            return
         with self._journal_lock:
             changes, _ = self.changes_since(None)
             latest = {r.filename: r for r in changes}  # the last line per file wins

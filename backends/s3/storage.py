@@ -423,12 +423,7 @@ class S3Backend(Backend):
         if not key.startswith(self.prefix):  # a reference from the index, outside ours
             raise FileMissing(record.filename)
         self._present.pop(key, None)
-        try:
-            with s3_errors(record.filename, self._outage):
-                self.client.head_object(Bucket=self.bucket, Key=key)
-            stored = True
-        except FileMissing:
-            stored = False
+        stored = self._is_stored(record)
         with s3_errors(record.filename, self._outage):
             # The sidecars first (see the file_system backend); deleting an absent key
             # is no error in S3.
