@@ -56,13 +56,14 @@ from .indexfile import load_index
 from .records import FileRecord
 from .state import check_state_name
 from .synced import (
-    SELECT_RECORDS,
+    SELECT_ALL,
     Chain,
     Delta,
     apply_deltas,
     apply_to_base,
     build_database,
     check_layout,
+    decode,
     set_meta,
 )
 
@@ -261,7 +262,7 @@ def _database_records(path: Path, segment: Segment) -> list[FileRecord]:
     try:
         connection.execute("PRAGMA trusted_schema=OFF")
         check_layout(connection)
-        return [FileRecord(*row) for row in connection.execute(SELECT_RECORDS)]
+        return [decode(row[0], row[1:]) for row in connection.execute(SELECT_ALL)]
     except sqlite3.DatabaseError as exc:
         raise IndexFileError(f"{segment.name} is not a pywharf index database: {exc}") from exc
     finally:
