@@ -197,6 +197,20 @@ class Backend(abc.ABC):
         is kept). Default: keeps nothing."""
         return record.with_changes(core_metadata_sha256=None)
 
+    def adopt_later(
+        self, entry: StoredFile, record: FileRecord, metadata: bytes | None
+    ) -> FileRecord:
+        """``adopt_file`` for ``update_index``, which describes thousands of files before
+        it writes the index that names their sidecars: what this stores need only be
+        durable once ``settle_adopted`` returns (so that a file system syncs once, not
+        once a sidecar). Default: ``adopt_file``."""
+        return self.adopt_file(entry, record, metadata)
+
+    def settle_adopted(self) -> None:
+        """Make durable what ``adopt_later`` stored; called before an index naming it is
+        written. Default: nothing (``adopt_later`` was ``adopt_file``)."""
+        return None
+
     def set_yanked(self, record: FileRecord, reason: str | None) -> None:
         """Record that ``record`` is yanked (``reason``, may be empty) or not (``None``),
         so that ``list_files`` reports it. Default: ``NotSupported``."""

@@ -39,9 +39,10 @@ def replace_file(path: Path, data: bytes, durable: bool = True) -> None:
     os.replace(write_temp(path.parent, data, durable), path)
 
 
-def create_once(path: Path, data: bytes) -> bool:
-    """Create ``path`` with ``data`` unless it exists; True if this call created it."""
-    tmp = write_temp(path.parent, data)
+def create_once(path: Path, data: bytes, durable: bool = True) -> bool:
+    """Create ``path`` with ``data`` unless it exists; True if this call created it
+    (see ``write_temp`` for ``durable``)."""
+    tmp = write_temp(path.parent, data, durable)
     try:
         os.link(tmp, path)
     except FileExistsError:

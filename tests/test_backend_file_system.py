@@ -63,3 +63,74 @@ def test_stored_files_are_private_to_the_server_user(tmp_path: Path) -> None:
     record, _ = put(backend, "perm", "1.0")
     mode = os.stat(tmp_path / "perm" / record.filename).st_mode & 0o777
     assert mode & 0o077 == 0
+
+
+def _copied_in(storage: Path, project: str, version: str) -> tuple[Path, bytes]:
+    """A wheel copied into the storage by hand (no sidecar), and its core metadata."""
+    filename, data, metadata = make_wheel(project, version)
+    path = storage / project / filename
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path, metadata
+
+
+def test_update_index_syncs_adopted_sidecars_once_before_it_writes_the_index(
+    tmp_path: Path,
+) -> None:
+    from pywharf_core.job import update_index
+
+    events: list[str] = []
+
+    class Watched(FileSystemBackend):
+        def adopt_later(self, entry, record, metadata):  # type: ignore[no-untyped-def]
+            events.append("adopt")
+            return super().adopt_later(entry, record, metadata)
+
+        def settle_adopted(self) -> None:
+            events.append("settle")
+            super().settle_adopted()
+
+        def write_index(self, data: bytes, expected_version: str | None) -> str:
+            events.append("index")
+            return super().write_index(data, expected_version)
+
+    storage = tmp_path / "storage"
+    copied = [_copied_in(storage, "hand-made", version) for version in ("1.0", "2.0")]
+    backend = Watched(storage)
+    assert update_index(backend).files == 2
+    assert events == ["adopt", "adopt", "settle", "index"]
+    for path, metadata in copied:
+        assert path.with_name(path.name + ".metadata").read_bytes() == metadata
+    assert not backend._unsettled  # settled: nothing left to sync
+
+
+def test_a_sidecar_cut_off_before_it_was_synced_is_written_again(tmp_path: Path) -> None:
+    # adopt_later skips the fsync: a crash before settle_adopted can leave the sidecar
+    # empty (or stale) while no index names it yet. The next run describes the file again
+    # and replaces the sidecar, rather than keep bytes that do not match the record.
+    from pywharf_core.job import update_index
+
+    storage = tmp_path / "storage"
+    path, metadata = _copied_in(storage, "cut-off", "1.0")
+    sidecar = path.with_name(path.name + ".metadata")
+    sidecar.write_bytes(b"")
+    backend = FileSystemBackend(storage)
+    update_index(backend)
+    assert sidecar.read_bytes() == metadata
+    (record,) = backend.list_files()
+    assert record.has_metadata
+    # adopt_file (the upload path's repair of a racing upload) mends a stale one too.
+    sidecar.write_bytes(b"Metadata-Version: 2.1\nName: other\n")
+    filename, data, _ = make_wheel("cut-off", "1.0")
+    backend.adopt_file(record, record_for(filename, data, metadata), metadata)
+    assert sidecar.read_bytes() == metadata
+    assert not [p for p in storage.rglob(".tmp-*")]
+
+
+def test_sync_file_system_reaches_the_disk_without_error(tmp_path: Path) -> None:
+    from pywharf_backends.file_system.storage import _sync_file_system
+
+    (tmp_path / "written").write_bytes(b"x")
+    _sync_file_system(tmp_path)  # syncfs(2) on Linux; raises OSError if it fails
+    with pytest.raises(OSError):
+        _sync_file_system(tmp_path / "missing")

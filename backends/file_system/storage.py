@@ -22,6 +22,7 @@ index holds, and what is no longer stored (deleted, or removed by hand).
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import json
 import logging
@@ -98,6 +99,8 @@ class FileSystemBackend(Backend):
         self._journal_lock = ProcessLock(self._staging / "journal.lock")
         self._index_lock = ProcessLock(self._staging / "index.lock")
         self._state = LocalState(self.root / STATE)
+        #: adopt_later stored a sidecar that settle_adopted has not synced yet.
+        self._unsettled = False
         self._remove_stale_staging()
 
     # -- files ------------------------------------------------------------------------
@@ -158,8 +161,27 @@ class FileSystemBackend(Backend):
         self, entry: StoredFile, record: FileRecord, metadata: bytes | None
     ) -> FileRecord:
         if metadata is not None:
-            create_once(_metadata_path(self._path(entry.ref)), metadata)
+            _store_sidecar(_metadata_path(self._path(entry.ref)), metadata, durable=True)
         return record
+
+    def adopt_later(
+        self, entry: StoredFile, record: FileRecord, metadata: bytes | None
+    ) -> FileRecord:
+        """As ``adopt_file``, without an fsync per sidecar: ``settle_adopted`` syncs the
+        file system once. Measured at 10,000 new files (a bulk import at a million),
+        the fsyncs were 74-140 s of the describing threads' time."""
+        if metadata is not None:
+            self._unsettled = True
+            _store_sidecar(_metadata_path(self._path(entry.ref)), metadata, durable=False)
+        return record
+
+    def settle_adopted(self) -> None:
+        if self._unsettled:
+            self._unsettled = False
+            try:
+                _sync_file_system(self.root)
+            except OSError as exc:
+                raise BackendError(f"cannot sync {self.root}: {exc}") from exc
 
     def read_state(self, name: str) -> tuple[bytes, str] | None:
         return self._state.read(name)
@@ -414,6 +436,39 @@ def _storage_error(filename: str, exc: OSError) -> Exception:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return InsufficientStorage(f"the storage is full; {filename} was not stored")
     return BackendError(f"cannot store {filename}: {exc}")
+
+
+def _store_sidecar(path: Path, data: bytes, durable: bool) -> None:
+    """``path`` holds ``data``: created, or replaced when it holds other bytes (one that
+    a crash cut off before ``settle_adopted`` synced it, or a stale copy put there by
+    hand: the record's ``core_metadata_sha256`` is that of ``data``)."""
+    if create_once(path, data, durable):
+        return
+    try:
+        if path.read_bytes() == data:
+            return
+    except FileNotFoundError:
+        pass
+    replace_file(path, data, durable)
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def _sync_file_system(path: Path) -> None:
+    """Everything written to the file system that holds ``path`` reaches the disk:
+    ``syncfs(2)`` where the C library has it, else ``sync(2)`` (every file system)."""
+    syncfs = getattr(_LIBC, "syncfs", None)
+    if syncfs is None:
+        os.sync()
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if syncfs(fd) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code))
+    finally:
+        os.close(fd)
 
 
 def _fsync_path(path: Path) -> None:
