@@ -372,7 +372,10 @@ class S3Backend(Backend):
             self._present.popitem(last=False)
 
     def read_state(self, name: str) -> tuple[bytes, str] | None:
-        key = f"{self.prefix}{STATE}/{check_state_name(name)}"
+        return self._get_if_stored(f"{self.prefix}{STATE}/{check_state_name(name)}")
+
+    def _get_if_stored(self, key: str) -> tuple[bytes, str] | None:
+        """The object's bytes and ETag, or ``None`` when there is no such object."""
         try:
             with s3_errors(key, self._outage):
                 response = self.client.get_object(Bucket=self.bucket, Key=key)
@@ -613,11 +616,8 @@ class S3Backend(Backend):
         return [(key, _change_record(body, key)) for key, body in pairs if body is not None]
 
     def _read_change(self, key: str) -> bytes | None:
-        try:
-            with s3_errors(key, self._outage):
-                return bytes(self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
-        except FileMissing:
-            return None
+        stored = self._get_if_stored(key)
+        return None if stored is None else stored[0]
 
     def _delete_keys(self, keys: list[str]) -> None:
         for start in range(0, len(keys), DELETE_BATCH):
