@@ -161,6 +161,9 @@ class RepoIndex:
         self._max_cached_records = max_cached_records
         self._count: tuple[int, int] | None = None  # (epoch, file count)
         self._overlay: dict[str, FileRecord] = self._read_overlay()
+        #: The overlay file's size after this process's last append, which ended it with
+        #: a whole line (``None``: unknown).
+        self._overlay_end: int | None = None
         #: The change log's records since the remote index (by filename).
         self._changes: dict[str, FileRecord] = {}
         #: Changes, then the overlay, by project and filename. The inner dicts are never
@@ -511,17 +514,28 @@ class RepoIndex:
             json.dumps(r.to_dict(), sort_keys=True) + "\n" for r in self._overlay.values()
         )
         replace_file(self._overlay_path, text.encode("utf-8"))
+        self._overlay_end = None
 
     def _append_overlay(self, record: FileRecord) -> None:
-        self._overlay_path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(record.to_dict(), sort_keys=True) + "\n"
-        fd = os.open(self._overlay_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        line = (json.dumps(record.to_dict(), sort_keys=True) + "\n").encode("utf-8")
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
         try:
-            # A line cut short by an earlier crash must not swallow this one.
-            if os.fstat(fd).st_size and not self._ends_with_newline():
-                line = "\n" + line
-            os.write(fd, line.encode("utf-8"))
+            fd = os.open(self._overlay_path, flags, 0o600)
+        except FileNotFoundError:
+            self._overlay_path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self._overlay_path, flags, 0o600)
+        try:
+            size = os.fstat(fd).st_size
+            # A line cut short by an earlier crash must not swallow this one. A file that
+            # still ends where this process's last whole line did needs no look (reading
+            # the last byte was an open and a read more per upload).
+            if size and size != self._overlay_end and not self._ends_with_newline():
+                line = b"\n" + line
+            self._overlay_end = None
+            written = os.write(fd, line)
             os.fsync(fd)
+            if written == len(line):
+                self._overlay_end = size + written
         finally:
             os.close(fd)
 
