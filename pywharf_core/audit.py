@@ -4,8 +4,10 @@ Records are JSON lines in the repository's shared state, in documents per UTC da
 (``audit/2026-12-01.jsonl``, then ``audit/2026-12-01.1.jsonl``, ``.2.jsonl`` … once the
 one before holds ``SEGMENT_BYTES``), each append a compare-and-swap
 (``StateStore.update``), so servers sharing a storage write one log and appends racing
-from several servers all survive. An append rewrites one segment, never the whole day:
-with one document a day, the 3,000th upload of a day read and wrote 800 KB. A record::
+from several servers all survive. Appends racing in one process are written together
+(one compare-and-swap for every record that queued while the previous one was written).
+An append rewrites one segment, never the whole day: with one document a day, the 3,000th
+upload of a day read and wrote 800 KB. A record::
 
     {"time": "2026-12-01T15:00:00.123456Z", "repo": "local", "action": "upload",
      "project": "mypkg", "filename": "mypkg-1.0.tar.gz", "sha256": "…",
@@ -19,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import threading
 import time
 import weakref
 from collections.abc import Iterator
@@ -111,29 +114,85 @@ def append(
     a failure to keep the record is logged, not raised."""
     record = AuditRecord(time.time(), repo.name, action, project, filename, sha256, actor, detail)
     line = (json.dumps(record.to_dict(), sort_keys=True) + "\n").encode("utf-8")
-
-    def add(data: bytes | None) -> bytes:
-        current = data or b""
-        if len(current) >= SEGMENT_BYTES:
-            raise _SegmentFull
-        if current and not current.endswith(b"\n"):
-            current += b"\n"
-        return current + line
-
     day = dt.datetime.fromtimestamp(record.time, tz=dt.timezone.utc).date()
-    last_day, segment = _last_segment.get(repo.state, (day, 0))
-    segment = segment if last_day == day else 0
-    try:
-        while True:
+    waiting = _Waiting(day, line, action)
+    batches = _batches_of(repo.state)
+    with batches.queue_lock:
+        batches.queue.append(waiting)
+    # Group commit: the thread holding ``writer`` writes every record queued meanwhile
+    # in one compare-and-swap, then the others find theirs written (each append read
+    # and rewrote up to 64 KB with an fsync: a third of a small upload's CPU).
+    with batches.writer:
+        if not waiting.written:
+            with batches.queue_lock:
+                batch, batches.queue = batches.queue, []
             try:
-                repo.state.update(document_name(day, segment), add)
-                break
-            except _SegmentFull:
-                segment += 1
-        _last_segment[repo.state] = (day, segment)
-    except (PywharfError, OSError) as exc:
-        log.error("%s: the audit record of a %s was lost: %s", repo.name, action, exc)
+                _write(repo, batch)
+            finally:
+                for each in batch:
+                    each.written = True
     return record
+
+
+@dataclass
+class _Waiting:
+    day: dt.date
+    line: bytes
+    action: str
+    written: bool = False  # written, or given up on (and logged): set under ``writer``
+
+
+class _Batches:
+    """This process's appends to one state store, waiting to be written."""
+
+    def __init__(self) -> None:
+        self.queue_lock = threading.Lock()
+        self.queue: list[_Waiting] = []
+        self.writer = threading.Lock()
+
+
+_batches: weakref.WeakKeyDictionary[StateStore, _Batches] = weakref.WeakKeyDictionary()
+_batches_lock = threading.Lock()
+
+
+def _batches_of(state: StateStore) -> _Batches:
+    with _batches_lock:
+        found = _batches.get(state)
+        if found is None:
+            found = _batches[state] = _Batches()
+        return found
+
+
+def _write(repo: Repository, batch: list[_Waiting]) -> None:
+    """Append the records of ``batch`` (in order), a compare-and-swap per day they fall
+    on; a failure is logged, not raised (the changes they record are done)."""
+    for day in sorted({w.day for w in batch}):
+        of_day = [w for w in batch if w.day == day]
+        lines = b"".join(w.line for w in of_day)
+
+        def add(data: bytes | None, lines: bytes = lines) -> bytes:
+            current = data or b""
+            if len(current) >= SEGMENT_BYTES:
+                raise _SegmentFull
+            if current and not current.endswith(b"\n"):
+                current += b"\n"
+            return current + lines
+
+        last_day, segment = _last_segment.get(repo.state, (day, 0))
+        segment = segment if last_day == day else 0
+        try:
+            while True:
+                try:
+                    repo.state.update(document_name(day, segment), add)
+                    break
+                except _SegmentFull:
+                    segment += 1
+            _last_segment[repo.state] = (day, segment)
+        except (PywharfError, OSError) as exc:
+            actions = ", ".join(sorted({w.action for w in of_day}))
+            log.error(
+                "%s: %d audit record(s) (%s) were lost: %s", repo.name, len(of_day), actions, exc
+            )
 
 
 def parse_since(text: str | None, now: float) -> float:
