@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from pywharf_backends.file_system import FileSystemBackend, FileSystemConfig
 
-from pywharf_core.backend import BackendContext, load_backend_spec
+from pywharf_core.backend import BackendContext, LocalFile, load_backend_spec
 from pywharf_core.errors import FileMissing
 from pywharf_core.testing import BackendConformance, make_wheel, put, record_for
 
@@ -134,3 +134,29 @@ def test_sync_file_system_reaches_the_disk_without_error(tmp_path: Path) -> None
     _sync_file_system(tmp_path)  # syncfs(2) on Linux; raises OSError if it fails
     with pytest.raises(OSError):
         _sync_file_system(tmp_path / "missing")
+
+
+def test_links_in_the_storage_are_followed_only_while_they_stay_inside(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret-1.0-py3-none-any.whl").write_bytes(b"do not serve")
+    storage = tmp_path / "storage"
+    backend = FileSystemBackend(storage)
+    record, data = put(backend, "inside", "1.0")
+    (storage / "out-folder").symlink_to(outside)
+    (storage / "inside" / "out-file.whl").symlink_to(outside / "secret-1.0-py3-none-any.whl")
+    (storage / "in-folder").symlink_to(storage / "inside")
+    for ref in (
+        "out-folder/secret-1.0-py3-none-any.whl",
+        "inside/out-file.whl",
+        "inside/../out-folder/secret-1.0-py3-none-any.whl",
+    ):
+        with pytest.raises(FileMissing):
+            backend.open_file(record.with_changes(backend_ref=ref))
+    # A link that stays inside the storage is followed, as a plain path is.
+    via_link = backend.open_file(record.with_changes(backend_ref=f"in-folder/{record.filename}"))
+    assert isinstance(via_link, LocalFile) and via_link.path.read_bytes() == data
+    plain = backend.open_file(record)
+    assert isinstance(plain, LocalFile) and plain.path == storage.resolve() / record.backend_ref
+    with pytest.raises(FileMissing):  # nothing there: missing, wherever it would be
+        backend.open_file(record.with_changes(backend_ref="inside/nothing-1.0.tar.gz"))

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from stat import S_ISDIR
+from stat import S_ISDIR, S_ISLNK
 
 from pywharf_core.backend import Backend, BackendContext, LocalFile, StagedFile, StoredFile
 from pywharf_core.errors import (
@@ -93,6 +93,7 @@ def create(context: BackendContext, config: FileSystemConfig) -> FileSystemBacke
 class FileSystemBackend(Backend):
     def __init__(self, storage_root: Path) -> None:
         self.root = storage_root.resolve()
+        self._root_text = str(self.root)
         self._staging = self.root / STAGING
         self._staging.mkdir(parents=True, exist_ok=True)
         self._index_path = self.root / INDEX_FILENAME
@@ -433,8 +434,24 @@ class FileSystemBackend(Backend):
         return path
 
     def _path(self, ref: str) -> Path:
+        """The path ``ref`` names, never outside the storage (references come from the
+        index: one that leaves the storage is ``FileMissing``). Names with no ``..`` and
+        no link on the way are checked with an ``lstat`` a component; anything else is resolved
+        (realpath: an ``lstat`` for every component from ``/``, 26 us of a private
+        download's ~550 us, by a helper's profile)."""
+        parts = ref.split("/")
+        if all(part not in ("", ".", "..") and "\0" not in part for part in parts):
+            current = self._root_text
+            for part in parts:
+                current = f"{current}/{part}"
+                try:
+                    if S_ISLNK(os.lstat(current).st_mode):
+                        break  # a link: where it leads is for resolve() to say
+                except (FileNotFoundError, NotADirectoryError):
+                    return Path(f"{self._root_text}/{ref}")  # nothing there: inside
+            else:
+                return Path(current)
         path = (self.root / ref).resolve()
-        # References come from the index; one that leaves the storage is refused.
         if not path.is_relative_to(self.root) or path == self.root:
             raise FileMissing(ref)
         return path
