@@ -193,6 +193,9 @@ def _write(repo: Repository, batch: list[_Waiting]) -> None:
             log.error(
                 "%s: %d audit record(s) (%s) were lost: %s", repo.name, len(of_day), actions, exc
             )
+        except Exception:  # a backend's own bug: the batch's other appenders return too
+            actions = ", ".join(sorted({w.action for w in of_day}))
+            log.exception("%s: %d audit record(s) (%s) were lost", repo.name, len(of_day), actions)
 
 
 def parse_since(text: str | None, now: float) -> float:

@@ -332,7 +332,11 @@ def list_records(
                 except InvalidFilename:
                     continue  # not a distribution file
                 into = Path(folder) / f"{number}-{dist.filename}"
-                pending.append(pool.submit(_record_of, backend, entry, dist, into))
+                # A file the index holds may be described again to an unchanged record
+                # (its sidecar was lost): no index written afterwards, so no settling;
+                # its sidecar is made durable at once.
+                adopt = backend.adopt_later if previous is None else backend.adopt_file
+                pending.append(pool.submit(_record_of, backend, entry, dist, into, adopt))
             while pending and (len(pending) > DESCRIBE_WINDOW or _ready(pending[0])):
                 if (record := _result(pending.popleft())) is not None:
                     yield record
@@ -354,11 +358,11 @@ def _result(
 
 
 def _record_of(
-    backend: Backend, entry: StoredFile, dist: dists.DistFilename, into: Path
+    backend: Backend, entry: StoredFile, dist: dists.DistFilename, into: Path, adopt: Adopt
 ) -> FileRecord | None:
     try:
         record = _from_stored_fields(backend, entry, dist)
-        return record if record is not None else _describe(backend, entry, dist, into)
+        return record if record is not None else _describe(backend, entry, dist, into, adopt)
     except (InvalidMetadata, FileMissing) as exc:
         log.warning("skipping %s: %s", entry.ref, exc)
         return None
@@ -388,8 +392,12 @@ def _from_stored_fields(
     )
 
 
+#: ``Backend.adopt_file`` or ``Backend.adopt_later``.
+Adopt = Callable[[StoredFile, FileRecord, "bytes | None"], FileRecord]
+
+
 def _describe(
-    backend: Backend, entry: StoredFile, dist: dists.DistFilename, into: Path
+    backend: Backend, entry: StoredFile, dist: dists.DistFilename, into: Path, adopt: Adopt
 ) -> FileRecord:
     local = backend.fetch_file(entry, into)  # ``into``, or a path of the backend's own
     try:
@@ -398,7 +406,7 @@ def _describe(
         )
     finally:
         into.unlink(missing_ok=True)  # only ever the copy fetched here
-    return backend.adopt_later(entry, described.record, described.metadata)
+    return adopt(entry, described.record, described.metadata)
 
 
 def terminal_progress(name: str) -> Callable[[int], None] | None:

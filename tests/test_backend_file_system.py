@@ -86,6 +86,10 @@ def test_update_index_syncs_adopted_sidecars_once_before_it_writes_the_index(
             events.append("adopt")
             return super().adopt_later(entry, record, metadata)
 
+        def adopt_file(self, entry, record, metadata):  # type: ignore[no-untyped-def]
+            events.append("adopt_file")
+            return super().adopt_file(entry, record, metadata)
+
         def settle_adopted(self) -> None:
             events.append("settle")
             super().settle_adopted()
@@ -102,6 +106,13 @@ def test_update_index_syncs_adopted_sidecars_once_before_it_writes_the_index(
     for path, metadata in copied:
         assert path.with_name(path.name + ".metadata").read_bytes() == metadata
     assert not backend._unsettled  # settled: nothing left to sync
+    # A file the index holds whose sidecar was lost is described again to the same
+    # record: no index follows, so its sidecar is written durably at once (adopt_file).
+    events.clear()
+    lost = copied[0][0].with_name(copied[0][0].name + ".metadata")
+    lost.unlink()
+    assert not update_index(backend).changed
+    assert events == ["adopt_file", "settle"] and lost.read_bytes() == copied[0][1]
 
 
 def test_a_sidecar_cut_off_before_it_was_synced_is_written_again(tmp_path: Path) -> None:

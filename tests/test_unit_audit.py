@@ -126,3 +126,23 @@ def test_process_lock_excludes_threads(tmp_path: Path) -> None:
     for thread in threads:
         thread.join()
     assert max(overlaps) == 1 and len(overlaps) == 200
+
+
+def test_an_unexpected_failure_is_logged_for_the_whole_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    repo = FakeRepo(tmp_path)
+
+    def broken(name: str, change: object) -> bytes:
+        time.sleep(0.01)  # the others queue meanwhile
+        raise RuntimeError("a backend's own bug")
+
+    monkeypatch.setattr(repo.state, "update", broken)
+    threads = [threading.Thread(target=append, args=(repo, f"bug-{t}")) for t in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert not any(thread.is_alive() for thread in threads)
+    lost = [r.getMessage() for r in caplog.records if "audit record" in r.getMessage()]
+    assert sum(int(m.split(": ")[1].split()[0]) for m in lost) == 6

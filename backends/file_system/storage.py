@@ -174,8 +174,10 @@ class FileSystemBackend(Backend):
         file system once. Measured at 10,000 new files (a bulk import at a million),
         the fsyncs were 74-140 s of the describing threads' time."""
         if metadata is not None:
-            self._unsettled = True
             _store_sidecar(_metadata_path(self._path(entry.ref)), metadata, durable=False)
+            # Set after the write, cleared before the sync: a sidecar written while
+            # another run syncs is synced by that run or by its own.
+            self._unsettled = True
         return record
 
     def settle_adopted(self) -> None:
@@ -517,8 +519,8 @@ def _store_sidecar(path: Path, data: bytes, durable: bool) -> None:
     try:
         if path.read_bytes() == data:
             return
-    except FileNotFoundError:
-        pass
+    except OSError:
+        pass  # gone meanwhile, or unreadable: replaced (or the replacing says why not)
     replace_file(path, data, durable)
 
 
