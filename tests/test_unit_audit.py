@@ -93,13 +93,7 @@ def test_a_lost_batch_is_logged_and_the_appenders_go_on(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(repo.state, "write", refused)
-    threads = [threading.Thread(target=append, args=(repo, f"lost-{t}")) for t in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
-    assert not any(thread.is_alive() for thread in threads)
-    lost = [r.getMessage() for r in caplog.records if "audit record" in r.getMessage()]
+    lost = _lost_in_concurrent_appends(repo, 4, caplog)
     assert lost and sum(int(m.split(": ")[1].split()[0]) for m in lost) == 4
     assert all("No space left" in m and "upload" in m for m in lost)
     monkeypatch.undo()
@@ -138,11 +132,18 @@ def test_an_unexpected_failure_is_logged_for_the_whole_batch(
         raise RuntimeError("a backend's own bug")
 
     monkeypatch.setattr(repo.state, "update", broken)
-    threads = [threading.Thread(target=append, args=(repo, f"bug-{t}")) for t in range(6)]
+    lost = _lost_in_concurrent_appends(repo, 6, caplog)
+    assert sum(int(m.split(": ")[1].split()[0]) for m in lost) == 6
+
+
+def _lost_in_concurrent_appends(
+    repo: FakeRepo, count: int, caplog: pytest.LogCaptureFixture
+) -> list[str]:
+    """``count`` threads append at once; every one returns; the log's lost-record lines."""
+    threads = [threading.Thread(target=append, args=(repo, f"lost-{t}")) for t in range(count)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(10)
     assert not any(thread.is_alive() for thread in threads)
-    lost = [r.getMessage() for r in caplog.records if "audit record" in r.getMessage()]
-    assert sum(int(m.split(": ")[1].split()[0]) for m in lost) == 6
+    return [r.getMessage() for r in caplog.records if "audit record" in r.getMessage()]

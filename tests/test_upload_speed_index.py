@@ -7,19 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from test_index import record  # the same records as the index's own tests
+
 from pywharf_core.index import RepoIndex
-from pywharf_core.records import FileRecord
-
-
-def record(project: str, version: str) -> FileRecord:
-    return FileRecord(
-        project=project,
-        filename=f"{project}-{version}.tar.gz",
-        version=version,
-        sha256="0" * 64,
-        size=1,
-        upload_time=1.0,
-    )
 
 
 def names(path: Path) -> set[str]:
