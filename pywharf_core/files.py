@@ -9,6 +9,7 @@ it, and the name appears with its whole content or not at all.
 from __future__ import annotations
 
 import fcntl
+import itertools
 import os
 import socket
 import tempfile
@@ -18,20 +19,44 @@ from pathlib import Path
 
 
 def write_temp(directory: Path, data: bytes, durable: bool = True) -> Path:
-    """A new file in ``directory`` holding ``data`` (mode 0600), fsynced when
-    ``durable`` (a cache that is checked when read may skip the fsync)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=directory, prefix=leftover_prefix(".tmp-"), suffix=".part")
+    """A new file in ``directory`` (made if missing) holding ``data`` (mode 0600),
+    fsynced when ``durable`` (a cache that is checked when read may skip the fsync)."""
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        fd, name = create_private(directory, ".tmp-", ".part")
+    except FileNotFoundError:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, name = create_private(directory, ".tmp-", ".part")
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
             if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
+                os.fsync(fd)
+        finally:
+            os.close(fd)
     except BaseException:
         Path(name).unlink(missing_ok=True)  # a full disk leaves no partial file behind
         raise
     return Path(name)
+
+
+#: Numbers the files ``create_private`` names (``next`` on a count is atomic).
+_serial = itertools.count()
+
+
+def create_private(directory: Path, kind: str, suffix: str) -> tuple[int, str]:
+    """A new empty file in ``directory`` (mode 0600, open for reading and writing), named
+    ``<kind><host>-<pid>-<n><suffix>`` so that a crash's leftover is known for whose it
+    is; its descriptor and path. A counter, not ``mkstemp``'s random name: that name and
+    its retries cost more than writing a small upload's sidecar (profiled). A name an
+    earlier process of this pid left is not reused (``mkstemp`` then)."""
+    prefix = leftover_prefix(kind)
+    name = os.path.join(directory, f"{prefix}{next(_serial)}{suffix}")
+    try:
+        return os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), name
+    except FileExistsError:
+        return tempfile.mkstemp(dir=directory, prefix=prefix, suffix=suffix)
 
 
 def replace_file(path: Path, data: bytes, durable: bool = True) -> None:

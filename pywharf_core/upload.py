@@ -21,7 +21,6 @@ from __future__ import annotations
 import errno
 import functools
 import hmac
-import itertools
 import logging
 import os
 import tempfile
@@ -46,7 +45,7 @@ from .errors import (
     NotPermitted,
     UploadRejected,
 )
-from .files import leftover_prefix
+from .files import create_private
 from .records import FileRecord
 from .repository import Repository
 
@@ -404,7 +403,7 @@ class MultipartUpload:
 
     def _start_file(self) -> None:
         try:
-            fd, name = _staging_file(self._staging_dir)
+            fd, name = create_private(self._staging_dir, ".upload-", ".part")
         except OSError as exc:
             raise _storage_error(exc) from exc
         self._path = Path(name)
@@ -456,23 +455,6 @@ def _disposition_params(header: bytes) -> dict[bytes, bytes]:
     shared). Cached: a form's field headers are the same in every upload, and parsing
     them was half of the receiving step's CPU for a small wheel (profiled)."""
     return parse_options_header(header)[1]
-
-
-#: Names the staging files (``next`` on a count is atomic under the GIL).
-_staging_serial = itertools.count()
-
-
-def _staging_file(folder: Path) -> tuple[int, str]:
-    """A new private file in ``folder``, named for this process and a counter
-    (``mkstemp``'s random name cost more than the rest of making the file), and its
-    descriptor. A name an earlier process of this pid left falls back to ``mkstemp``."""
-    prefix = leftover_prefix(".upload-")
-    name = os.path.join(folder, f"{prefix}{next(_staging_serial)}.part")
-    try:
-        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        return os.open(name, flags, 0o600), name
-    except FileExistsError:
-        return tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".part")
 
 
 def _storage_error(exc: OSError) -> Exception:

@@ -1,5 +1,5 @@
-"""file_system ``put_file`` after its cheaper path handling and sidecar staging: still
-durable in the same order, still confined to the storage."""
+"""file_system ``put_file``: durable in order (bytes before names), confined to the
+storage, and never reusing a staging name left behind."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 from pywharf_backends.file_system import FileSystemBackend
-from pywharf_backends.file_system import storage as fs_storage
 
+from pywharf_core import files
 from pywharf_core.errors import FileMissing
 from pywharf_core.files import leftover_prefix
 from pywharf_core.testing import put
@@ -88,8 +88,8 @@ def test_a_sidecar_name_left_by_an_earlier_process_is_not_reused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     backend = FileSystemBackend(tmp_path)
-    monkeypatch.setattr(fs_storage, "_sidecar_serial", itertools.count(7))
-    left = tmp_path / ".pywharf-staging" / f"{leftover_prefix('.tmp-')}7.metadata"
+    monkeypatch.setattr(files, "_serial", itertools.count(7))
+    left = tmp_path / ".pywharf-staging" / f"{leftover_prefix('.tmp-')}7.part"
     left.write_bytes(b"cut off")
     record, _ = put(backend, "left-over", "1.0")
     sidecar = tmp_path / "left-over" / (record.filename + ".metadata")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pywharf_core import upload
+from pywharf_core import files, upload
 from pywharf_core.files import leftover_prefix
 from pywharf_core.upload import MultipartUpload
 
@@ -56,7 +56,7 @@ def test_uploads_in_a_row_each_get_their_own_file_name_and_fields(tmp_path: Path
 def test_a_staging_name_left_by_an_earlier_process_is_not_reused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(upload, "_staging_serial", itertools.count(3))
+    monkeypatch.setattr(files, "_serial", itertools.count(3))
     left = tmp_path / f"{leftover_prefix('.upload-')}3.part"
     left.write_bytes(b"left")
     got = receive(tmp_path, {":action": "file_upload"}, "a-1.0.tar.gz", b"new")

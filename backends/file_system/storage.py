@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import itertools
 import json
 import logging
 import os
@@ -33,7 +32,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from stat import S_ISDIR, S_ISLNK
+from stat import S_ISLNK
 
 from pywharf_core.backend import Backend, BackendContext, LocalFile, StagedFile, StoredFile
 from pywharf_core.errors import (
@@ -47,7 +46,6 @@ from pywharf_core.errors import (
 from pywharf_core.files import (
     ProcessLock,
     create_once,
-    leftover_prefix,
     remove_dead_leftovers,
     replace_file,
     write_temp,
@@ -116,10 +114,11 @@ class FileSystemBackend(Backend):
     ) -> FileRecord:
         ref = f"{record.project}/{record.filename}"
         try:
-            final = self._new_path(record.project, record.filename)
+            final = self._path(ref)
+            final.parent.mkdir(parents=True, exist_ok=True)
             _fsync_path(staged.path)
             # Written into the staging folder (same file system), named for this process.
-            meta_tmp = self._stage_sidecar(metadata) if metadata is not None else None
+            meta_tmp = write_temp(self._staging, metadata) if metadata is not None else None
         except OSError as exc:
             raise _storage_error(record.filename, exc) from exc
         try:
@@ -393,48 +392,6 @@ class FileSystemBackend(Backend):
         except FileMissing:
             return False
 
-    def _new_path(self, project: str, filename: str) -> Path:
-        """Where ``put_file`` stores ``filename``, its project's folder made. Profiled:
-        ``_path``'s realpath (an ``lstat`` per component) was the costliest step of
-        finding the name; a plain project folder right below the root, checked with one
-        ``lstat``, cannot lead out of the storage. Anything else (a name with a slash or
-        a leading dot, a folder that is a link) takes ``_path``, which resolves it."""
-        folder = self.root / project
-        if _plain_name(project) and _plain_name(filename):
-            try:
-                os.mkdir(folder)
-                return folder / filename
-            except FileExistsError:
-                if S_ISDIR(os.lstat(folder).st_mode):
-                    return folder / filename
-            except FileNotFoundError:
-                pass  # the root went: made again below
-        final = self._path(f"{project}/{filename}")
-        final.parent.mkdir(parents=True, exist_ok=True)
-        return final
-
-    def _stage_sidecar(self, data: bytes) -> Path:
-        """A metadata sidecar's bytes in a new fsynced file in the staging folder, named
-        for this process and a counter: ``write_temp``'s random name, its folder check
-        and its buffered file cost more than the write itself for a small upload."""
-        path = self._staging / f"{leftover_prefix('.tmp-')}{next(_sidecar_serial)}.metadata"
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        except FileExistsError:  # left by an earlier process of this pid
-            return write_temp(self._staging, data)
-        try:
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except BaseException:
-            path.unlink(missing_ok=True)  # a full disk leaves no partial file behind
-            raise
-        return path
-
     def _path(self, ref: str) -> Path:
         """The path ``ref`` names, never outside the storage (references come from the
         index: one that leaves the storage is ``FileMissing``). Names with no ``..`` and
@@ -465,15 +422,6 @@ class FileSystemBackend(Backend):
             removed = remove_dead_leftovers(folder, _TEMPORARY, STALE_STAGING_SECONDS)
             if removed:
                 log.info("removed %d temporary files left by a crash in %s", removed, folder)
-
-
-#: Names the sidecars ``put_file`` stages (``next`` on a count is atomic under the GIL).
-_sidecar_serial = itertools.count()
-
-
-def _plain_name(name: str) -> bool:
-    """A single path component that is not a dot name (nor ``.``/``..``)."""
-    return bool(name) and "/" not in name and "\0" not in name and not name.startswith(".")
 
 
 def _journal_record(line: bytes) -> FileRecord | None:
