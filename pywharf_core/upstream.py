@@ -90,8 +90,6 @@ WAIT_FOR_FETCH = 600
 CHUNK = 1024 * 1024
 TIMEOUT = (5, 60)  # connect, read
 MAX_PAGES_IN_MEMORY = 5_000
-#: Cached files whose local path is remembered (see ``Upstream._open_cached``).
-MAX_PATHS_IN_MEMORY = 20_000
 #: Longer project names are never asked of upstream (a page is kept in a file so named).
 MAX_NAME = 200
 UPSTREAM_STATE_HEADER = "X-Pywharf-Upstream"
@@ -183,7 +181,6 @@ class Upstream:
         self._pages: OrderedDict[str, UpstreamPage] = OrderedDict()
         self._lock = threading.Lock()
         self._fetching: dict[str, threading.Event] = {}
-        self._paths: dict[str, Path] = {}  # cache key -> its local file, once found
         # Striped: one fetch per project at a time, in bounded memory whatever is asked.
         self._page_locks = [threading.Lock() for _ in range(64)]
         #: Rendered pages of upstream projects, valid while their UpstreamPage is.
@@ -505,32 +502,13 @@ class Upstream:
                 pass  # the in-memory page offers it; a restart derives it again
 
     def _open_cached(self, key: str) -> OpenedFile | None:
-        # A local cached file is found through the backend once; then one stat says it
-        # is still there. The backend resolves every path it is given (realpath: a
-        # stat a component), which cost a warm download of a cached file ~20 us
-        # more than one of a private file (whose path is shorter). The key is ours
-        # (a checked project name, a checked filename), so what it named stays inside.
-        path = self._paths.get(key)
-        if path is not None:
-            if path.is_file():
-                return LocalFile(path)
-            with self._lock:  # removed from the cache: asked again
-                self._paths.pop(key, None)
-        opened: OpenedFile | None
         try:
             if self._backend_cache:
-                opened = self._backend.open_cached(key)
-            else:
-                path = self._files_dir / key
-                opened = LocalFile(path) if path.is_file() else None
+                return self._backend.open_cached(key)
+            path = self._files_dir / key
+            return LocalFile(path) if path.is_file() else None
         except (FileMissing, NotSupported):
             return None
-        if isinstance(opened, LocalFile):
-            with self._lock:
-                self._paths[key] = opened.path
-                while len(self._paths) > MAX_PATHS_IN_MEMORY:
-                    del self._paths[next(iter(self._paths))]
-        return opened
 
     def _put_cached(self, key: str, staged: Path) -> None:
         try:

@@ -1,6 +1,5 @@
 """A cached upstream file served warm: from the cache, with the same bytes and headers as
-the first download, and fetched again (not a 404) once it is gone from the cache although
-this server remembered where it was."""
+the first download, and fetched again (not a 404) once it is gone from the cache."""
 
 from __future__ import annotations
 
