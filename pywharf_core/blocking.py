@@ -10,10 +10,10 @@ threads.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
-from starlette.concurrency import run_in_threadpool
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 T = TypeVar("T")
 
@@ -31,3 +31,15 @@ async def run_blocking(func: Callable[..., T], *args: Any) -> T:
     if getattr(_this_thread, "dedicated", False):
         return func(*args)
     return await run_in_threadpool(func, *args)
+
+
+async def iterate_blocking(iterator: Iterator[T]) -> AsyncIterator[T]:
+    """The items of a blocking ``iterator`` (a stream from a backend or upstream), each
+    taken as ``run_blocking`` would: in place on a dedicated loop (no thread hop a
+    chunk), else in Starlette's worker threads."""
+    if getattr(_this_thread, "dedicated", False):
+        for item in iterator:
+            yield item
+        return
+    async for item in iterate_in_threadpool(iterator):
+        yield item

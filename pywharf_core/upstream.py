@@ -34,7 +34,6 @@ import datetime as dt
 import fnmatch
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -57,7 +56,7 @@ from .errors import (
     InvalidMetadata,
     NotSupported,
 )
-from .files import leftover_prefix, replace_file
+from .files import create_private, replace_file, write_temp
 from .pagecache import PageCache
 from .records import FileRecord
 from .upstream_page import (
@@ -472,19 +471,17 @@ class Upstream:
             return  # offered without metadata, as upstream offers it
         if raw is None:
             return
-        fd, name = tempfile.mkstemp(
-            dir=self._staging_dir(), prefix=leftover_prefix(".upload-"), suffix=".part"
-        )
-        staged = Path(name)
+        staged: Path | None = None
         try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(raw)
+            # Not fsynced here: put_cached makes it durable before it is visible.
+            staged = write_temp(self._staging_dir(), raw, durable=False)
             self._put_cached(key + DERIVED_SUFFIX, staged)
         except (OSError, BackendError) as exc:
             log.warning("%s: cannot cache the core metadata of %s: %s", self.repo_name, key, exc)
             return
         finally:
-            staged.unlink(missing_ok=True)
+            if staged is not None:
+                staged.unlink(missing_ok=True)
         self._note_derived(project, filename, dists.sha256_bytes(raw))
 
     def _note_derived(self, project: str, filename: str, sha256: str) -> None:
@@ -522,9 +519,17 @@ class Upstream:
             pass  # another server (or request) stored the same verified bytes first
 
     def _staging_dir(self) -> Path:
-        folder = self._backend.staging_dir() if self._backend_cache else self._files_dir
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
+        return self._backend.staging_dir() if self._backend_cache else self._files_dir
+
+    def _create_staged(self) -> tuple[int, str]:
+        """A new private staging file (descriptor, path); its folder is made only when
+        the create finds it missing, not checked on every download."""
+        folder = self._staging_dir()
+        try:
+            return create_private(folder, ".upload-", ".part")
+        except FileNotFoundError:
+            folder.mkdir(parents=True, exist_ok=True)
+            return create_private(folder, ".upload-", ".part")
 
     def _get_file(self, url: str, what: str) -> requests.Response:
         import requests
@@ -570,9 +575,7 @@ class Upstream:
         event: threading.Event,
         derive: bool,
     ) -> _Tee:
-        fd, name = tempfile.mkstemp(
-            dir=self._staging_dir(), prefix=leftover_prefix(".upload-"), suffix=".part"
-        )
+        fd, name = self._create_staged()
         tee = _Tee(self, response, key, expected, Path(name), os.fdopen(fd, "wb"), event)
         tee.derive = derive
         return tee

@@ -30,7 +30,6 @@ from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 import anyio
-from starlette.concurrency import iterate_in_threadpool
 from starlette.requests import Request
 from starlette.responses import (
     FileResponse,
@@ -45,7 +44,7 @@ from starlette.types import Receive, Scope, Send
 from . import audit, manage, status, web
 from .auth import Credentials, parse_basic_auth
 from .backend import Access, FileStream, LocalFile, OpenedFile, RedirectTo, compare_secrets
-from .blocking import run_blocking
+from .blocking import iterate_blocking, run_blocking
 from .codings import IDENTITY, choose_coding
 from .dists import normalize
 from .errors import (
@@ -486,7 +485,7 @@ def _stream(opened: FileStream, media_type: str, headers: dict[str, str]) -> Res
 
     async def chunks() -> Any:
         try:
-            async for chunk in iterate_in_threadpool(opened.chunks):
+            async for chunk in iterate_blocking(opened.chunks):
                 yield chunk
         finally:
             opened.close()

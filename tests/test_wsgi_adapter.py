@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from wharftest.inprocess import ThreadedWaitress
 
-from pywharf_core.blocking import run_blocking
+from pywharf_core.blocking import iterate_blocking, run_blocking
 from pywharf_core.wsgi import ClientDisconnected, ThreadLoopAdapter
 
 REASON = "x-test-reason"
@@ -44,6 +44,11 @@ class Probe:
             same = ran_in == threading.get_ident()
             await send(_start(200, []))
             await send({"type": "http.response.body", "body": b"inline" if same else b"thread"})
+        elif path == "/where-streamed":  # where iterate_blocking takes each item
+            threads = [t async for t in iterate_blocking(_idents(3))]
+            same = all(t == threading.get_ident() for t in threads)
+            await send(_start(200, []))
+            await send({"type": "http.response.body", "body": b"inline" if same else b"thread"})
         elif path == "/reason":
             await send(_start(409, [(REASON.encode(), b"File exists")]))
             await send({"type": "http.response.body", "body": b"taken"})
@@ -72,6 +77,12 @@ class Probe:
                 self.events.append("told the client is gone")
             finally:
                 self.stream_end.set()
+
+
+def _idents(count: int) -> Iterator[int]:
+    """The thread taking each item, ``count`` times."""
+    for _ in range(count):
+        yield threading.get_ident()
 
 
 def _start(status: int, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
@@ -168,3 +179,14 @@ def test_blocking_work_runs_in_place_on_the_requests_own_loop(served: tuple[int,
         return await run_blocking(threading.get_ident) != threading.get_ident()
 
     assert asyncio.run(elsewhere())
+
+
+def test_a_blocking_stream_is_read_in_place_on_the_requests_own_loop(
+    served: tuple[int, Probe],
+) -> None:
+    assert request(served[0], "GET", "/where-streamed").data == b"inline"
+
+    async def elsewhere() -> list[bool]:  # a shared loop (uvicorn's): worker threads
+        return [t != threading.get_ident() async for t in iterate_blocking(_idents(3))]
+
+    assert asyncio.run(elsewhere()) == [True, True, True]
