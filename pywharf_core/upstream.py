@@ -385,15 +385,16 @@ class Upstream:
         return data
 
     def file_opener(
-        self, page: UpstreamPage, filename: str, *, metadata: bool = False
+        self, page: UpstreamPage, filename: str, *, metadata: bool = False, head: bool = False
     ) -> tuple[Callable[[], OpenedFile], str | None] | None:
         """How to open a file the page offers (or its core metadata: upstream's, or the
-        one derived here), with its sha256 when known; ``None`` when not offered."""
+        one derived here), with its sha256 when known; ``None`` when not offered. With
+        ``head`` (a HEAD request) a file not cached yet is not fetched for it."""
         item = page.by_filename.get(filename)
         if item is None or not self._visible(item):
             return None
         if not metadata or upstream_metadata(item):
-            opener = partial(self.open_file, page.project, item, metadata=metadata)
+            opener = partial(self.open_file, page.project, item, metadata=metadata, head=head)
             return opener, upstream_sha256(item, metadata)
         derived = page.derived.get(filename)
         if derived is None:
@@ -402,14 +403,23 @@ class Upstream:
 
     # -- files -----------------------------------------------------------------------------
     def open_file(
-        self, project: str, item: dict[str, Any], *, metadata: bool = False
+        self, project: str, item: dict[str, Any], *, metadata: bool = False, head: bool = False
     ) -> OpenedFile:
         """The cached copy of an upstream file (or of its core metadata), fetching and
-        caching it first if needed. Raises ``FileMissing``, ``BackendUnavailable``."""
+        caching it first if needed. Raises ``FileMissing``, ``BackendUnavailable``.
+        With ``head``, a file not cached is not fetched: an empty stream, with the size
+        the page declares (PEP 700) if it declares one."""
         filename = str(item["filename"])
         key = f"{project}/{filename}" + (".metadata" if metadata else "")
         expected = upstream_sha256(item, metadata)
         url = str(item["url"]) + (".metadata" if metadata else "")
+        if head:
+            opened = self._open_cached(key) if expected is not None else None
+            return (
+                opened
+                if opened is not None
+                else FileStream(iter(()), _declared_size(item, metadata))
+            )
         if expected is None:  # nothing to check against: passed through, not cached
             self.stats.add("cache_misses")
             return self._pass_through(url, filename)
@@ -725,6 +735,14 @@ def _session() -> requests.Session:
             return {**settings, "proxies": dict(settings["proxies"]), "stream": stream}
 
     return Session()
+
+
+def _declared_size(item: dict[str, Any], metadata: bool) -> int | None:
+    """The size of a file as its upstream page declares it (PEP 700), if it does."""
+    size = item.get("size")
+    if metadata or isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        return None
+    return size
 
 
 def _valid_name(project: str) -> bool:

@@ -60,3 +60,27 @@ def test_a_cached_file_is_served_from_the_cache_and_again_after_it_went(
         assert fake.file_gets == 2
     finally:
         fake.server.stop()
+
+
+def test_a_head_for_an_upstream_file_fetches_nothing(start_server, tmp_path: Path) -> None:
+    """A HEAD (uv sends one to learn whether ranges are served) is answered from the
+    page: upstream is not asked for the file, nothing is cached; once the file is
+    cached, its HEAD is the cached file's."""
+    data = bytes(range(256)) * 64
+    fake = FakeIndex(served=data, declared=data)
+    try:
+        server = proxy(start_server, tmp_path, fake.url)
+        url = f"{server.url}r/team/simple/fake/{fake.filename}"
+        auth = ("__token__", READ)
+        head = requests.head(url, auth=auth, timeout=30)
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["Content-Length"] == str(len(data))  # the page's "size"
+        assert fake.file_gets == 0 and not cached(server, fake.filename).exists()
+        got = requests.get(url, auth=auth, timeout=30)
+        assert got.content == data and fake.file_gets == 1
+        again = requests.head(url, auth=auth, timeout=30)
+        assert again.status_code == 200 and again.headers["Content-Length"] == str(len(data))
+        assert again.headers["ETag"] == got.headers["ETag"]
+        assert fake.file_gets == 1
+    finally:
+        fake.server.stop()

@@ -33,6 +33,7 @@ class FakeIndex:
                 "url": f"/files/{self.filename}",
                 "hashes": {"sha256": hashlib.sha256(self.declared).hexdigest()},
                 "upload-time": "2020-01-01T00:00:00Z",
+                "size": len(self.declared),
                 "x-unknown": {"kept": True},
             }
             page = {"meta": {"api-version": "1.1"}, "name": "fake", "versions": ["1.0"]}
