@@ -415,11 +415,12 @@ class Upstream:
         url = str(item["url"]) + (".metadata" if metadata else "")
         if head:
             opened = self._open_cached(key) if expected is not None else None
-            return (
-                opened
-                if opened is not None
-                else FileStream(iter(()), _declared_size(item, metadata))
-            )
+            if opened is not None:
+                return opened
+            declared = _declared_size(item, metadata)
+            if declared is None:  # an HTML page: upstream's HEAD says it, with no body sent
+                declared = self._head_size(url, filename)
+            return FileStream(iter(()), declared)
         if expected is None:  # nothing to check against: passed through, not cached
             self.stats.add("cache_misses")
             return self._pass_through(url, filename)
@@ -541,13 +542,14 @@ class Upstream:
             folder.mkdir(parents=True, exist_ok=True)
             return create_private(folder, ".upload-", ".part")
 
-    def _get_file(self, url: str, what: str) -> requests.Response:
+    def _get_file(self, url: str, what: str, method: str = "GET") -> requests.Response:
         import requests
 
         self.stats.add("requests")
         try:
-            response = self._session.get(
-                url, auth=self._auth_for(url), timeout=TIMEOUT, stream=True
+            # Redirects are followed (for HEAD too); credentials never leave upstream's host.
+            response = self._session.request(
+                method, url, auth=self._auth_for(url), timeout=TIMEOUT, stream=True
             )
         except requests.RequestException as exc:
             self.stats.add("errors")
@@ -564,6 +566,12 @@ class Upstream:
                 f"The upstream index answered {response.status_code} for {what}"
             )
         return response
+
+    def _head_size(self, url: str, what: str) -> int | None:
+        """The size of an upstream file as upstream's answer to a HEAD gives it."""
+        with self._get_file(url, what, "HEAD") as response:
+            size = response.headers.get("Content-Length")
+        return int(size) if size and size.isdigit() else None
 
     def _pass_through(self, url: str, what: str) -> FileStream:
         response = self._get_file(url, what)

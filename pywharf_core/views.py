@@ -454,7 +454,11 @@ def _answer(
         opened.close()
         if opened.size is not None:
             headers["Content-Length"] = str(opened.size)
-        return Response(headers=headers, media_type=media_type)
+            return Response(headers=headers, media_type=media_type)
+        answer = Response(headers=headers, media_type=media_type)
+        # A size nobody knows is not said: not the "0" of the empty body a HEAD has.
+        answer.raw_headers = [(k, v) for k, v in answer.raw_headers if k != b"content-length"]
+        return answer
     return _stream(opened, media_type, headers)
 
 

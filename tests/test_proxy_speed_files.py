@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import requests
 from wharftest.fakeindex import FakeIndex
 from wharftest.server import WharfServer
@@ -62,25 +63,49 @@ def test_a_cached_file_is_served_from_the_cache_and_again_after_it_went(
         fake.server.stop()
 
 
-def test_a_head_for_an_upstream_file_fetches_nothing(start_server, tmp_path: Path) -> None:
-    """A HEAD (uv sends one to learn whether ranges are served) is answered from the
-    page: upstream is not asked for the file, nothing is cached; once the file is
-    cached, its HEAD is the cached file's."""
+@pytest.mark.parametrize("declare_size", [True, False], ids=["json-size", "no-size"])
+def test_a_head_for_an_upstream_file_downloads_nothing(
+    start_server, tmp_path: Path, declare_size: bool
+) -> None:
+    """A HEAD (uv sends one to learn whether ranges are served) downloads nothing and
+    caches nothing: the size comes from the page (PEP 700), else from upstream's own
+    answer to a HEAD; once the file is cached, its HEAD is the cached file's."""
     data = bytes(range(256)) * 64
-    fake = FakeIndex(served=data, declared=data)
+    fake = FakeIndex(served=data, declared=data, declare_size=declare_size)
     try:
         server = proxy(start_server, tmp_path, fake.url)
         url = f"{server.url}r/team/simple/fake/{fake.filename}"
         auth = ("__token__", READ)
         head = requests.head(url, auth=auth, timeout=30)
         assert head.status_code == 200 and head.content == b""
-        assert head.headers["Content-Length"] == str(len(data))  # the page's "size"
+        assert head.headers["Content-Length"] == str(len(data))
         assert fake.file_gets == 0 and not cached(server, fake.filename).exists()
+        assert fake.file_heads == (0 if declare_size else 1)
         got = requests.get(url, auth=auth, timeout=30)
         assert got.content == data and fake.file_gets == 1
         again = requests.head(url, auth=auth, timeout=30)
         assert again.status_code == 200 and again.headers["Content-Length"] == str(len(data))
         assert again.headers["ETag"] == got.headers["ETag"]
-        assert fake.file_gets == 1
+        assert fake.file_gets == 1 and fake.file_heads == (0 if declare_size else 1)
     finally:
         fake.server.stop()
+
+
+def test_a_head_for_a_stream_of_unknown_size_says_no_length() -> None:
+    """A HEAD whose file size nobody knows omits Content-Length, rather than the "0" of
+    its own empty body (a client would take the file for empty)."""
+    from pywharf_core.backend import FileStream
+    from pywharf_core.views import _answer
+
+    closed: list[bool] = []
+    unknown = _answer(
+        lambda: FileStream(iter(()), None, lambda: closed.append(True)),
+        "application/zip",
+        {},
+        False,
+        head=True,
+    )
+    assert closed == [True]
+    assert not [v for k, v in unknown.raw_headers if k == b"content-length"]
+    known = _answer(lambda: FileStream(iter(()), 977), "application/zip", {}, False, head=True)
+    assert (b"content-length", b"977") in known.raw_headers

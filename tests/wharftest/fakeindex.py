@@ -16,10 +16,12 @@ class FakeIndex:
     """A hand-made upstream (a WSGI app): one project whose page declares ``declared``
     and whose file serves ``served``, slowly; it counts the file's downloads."""
 
-    def __init__(self, served: bytes, declared: bytes) -> None:
+    def __init__(self, served: bytes, declared: bytes, declare_size: bool = True) -> None:
         self.served = served
         self.declared = declared
+        self.declare_size = declare_size
         self.file_gets = 0
+        self.file_heads = 0
         self._lock = threading.Lock()
         self.filename = "fake-1.0-py3-none-any.whl"
         self.server = ThreadedWaitress(self.app, threads=16)
@@ -33,18 +35,23 @@ class FakeIndex:
                 "url": f"/files/{self.filename}",
                 "hashes": {"sha256": hashlib.sha256(self.declared).hexdigest()},
                 "upload-time": "2020-01-01T00:00:00Z",
-                "size": len(self.declared),
                 "x-unknown": {"kept": True},
             }
+            if self.declare_size:
+                item["size"] = len(self.declared)
             page = {"meta": {"api-version": "1.1"}, "name": "fake", "versions": ["1.0"]}
             body = json.dumps({**page, "files": [item]}).encode()
             start_response("200 OK", [("Content-Type", "application/vnd.pypi.simple.v1+json")])
             return iter([body])
         if path == f"/files/{self.filename}":
+            head = environ["REQUEST_METHOD"] == "HEAD"
             with self._lock:
-                self.file_gets += 1
+                if head:
+                    self.file_heads += 1
+                else:
+                    self.file_gets += 1
             start_response("200 OK", [("Content-Length", str(len(self.served)))])
-            return self._slowly()
+            return iter([]) if head else self._slowly()
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return iter([b"not here"])
 
