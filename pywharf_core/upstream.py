@@ -568,9 +568,14 @@ class Upstream:
         return response
 
     def _head_size(self, url: str, what: str) -> int | None:
-        """The size of an upstream file as upstream's answer to a HEAD gives it."""
-        with self._get_file(url, what, "HEAD") as response:
-            size = response.headers.get("Content-Length")
+        """The size of an upstream file as upstream's answer to a HEAD gives it; ``None``
+        when it gives none or answers no HEAD (the download will tell). Raises
+        ``FileMissing`` when upstream has no such file."""
+        try:
+            with self._get_file(url, what, "HEAD") as response:
+                size = response.headers.get("Content-Length")
+        except BackendUnavailable:
+            return None
         return int(size) if size and size.isdigit() else None
 
     def _pass_through(self, url: str, what: str) -> FileStream:

@@ -91,6 +91,20 @@ def test_a_head_for_an_upstream_file_downloads_nothing(
         fake.server.stop()
 
 
+def test_a_head_upstream_refuses_is_answered_without_a_length(start_server, tmp_path: Path) -> None:
+    data = b"wheel bytes" * 100
+    fake = FakeIndex(served=data, declared=data, declare_size=False, answer_head=False)
+    try:
+        server = proxy(start_server, tmp_path, fake.url)
+        url = f"{server.url}r/team/simple/fake/{fake.filename}"
+        head = requests.head(url, auth=("__token__", READ), timeout=30)
+        assert head.status_code == 200 and "Content-Length" not in head.headers
+        assert fake.file_heads == 1 and fake.file_gets == 0
+        assert requests.get(url, auth=("__token__", READ), timeout=30).content == data
+    finally:
+        fake.server.stop()
+
+
 def test_a_head_for_a_stream_of_unknown_size_says_no_length() -> None:
     """A HEAD whose file size nobody knows omits Content-Length, rather than the "0" of
     its own empty body (a client would take the file for empty)."""

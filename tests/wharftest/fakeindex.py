@@ -16,10 +16,13 @@ class FakeIndex:
     """A hand-made upstream (a WSGI app): one project whose page declares ``declared``
     and whose file serves ``served``, slowly; it counts the file's downloads."""
 
-    def __init__(self, served: bytes, declared: bytes, declare_size: bool = True) -> None:
+    def __init__(
+        self, served: bytes, declared: bytes, declare_size: bool = True, answer_head: bool = True
+    ) -> None:
         self.served = served
         self.declared = declared
         self.declare_size = declare_size
+        self.answer_head = answer_head
         self.file_gets = 0
         self.file_heads = 0
         self._lock = threading.Lock()
@@ -50,6 +53,9 @@ class FakeIndex:
                     self.file_heads += 1
                 else:
                     self.file_gets += 1
+            if head and not self.answer_head:
+                start_response("405 Method Not Allowed", [("Allow", "GET")])
+                return iter([])
             start_response("200 OK", [("Content-Length", str(len(self.served)))])
             return iter([]) if head else self._slowly()
         start_response("404 Not Found", [("Content-Type", "text/plain")])
