@@ -56,7 +56,7 @@ from .errors import (
     InvalidMetadata,
     NotSupported,
 )
-from .files import create_private, replace_file, write_temp
+from .files import create_private, remove_dead_leftovers, replace_file, write_temp
 from .pagecache import PageCache
 from .records import FileRecord
 from .upstream_page import (
@@ -94,6 +94,8 @@ MAX_NAME = 200
 UPSTREAM_STATE_HEADER = "X-Pywharf-Upstream"
 #: Upstream connections kept open for reuse (waitress runs 16 worker threads by default).
 POOL_SIZE = 32
+#: Temporary files here older than this are removed at start whoever wrote them.
+LEFTOVER_SECONDS = 24 * 3600
 #: The cache key suffix of core metadata derived here from a cached wheel.
 DERIVED_SUFFIX = ".wharf-metadata"
 
@@ -168,6 +170,9 @@ class Upstream:
         self._pages_dir = state_dir / "upstream-pages"
         self._files_dir = state_dir / "upstream-files"  # when the backend keeps no cache
         self._backend_cache = type(backend).put_cached is not Backend.put_cached
+        # What a killed server was writing here (a page, a download) is of no use.
+        for folder in (self._pages_dir, self._files_dir):
+            remove_dead_leftovers(folder, (".tmp-", ".upload-"), LEFTOVER_SECONDS)
         import requests
 
         self._session = _session()
