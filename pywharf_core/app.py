@@ -40,6 +40,7 @@ from .errors import (
     PublishingRefused,
     PywharfError,
     UploadRejected,
+    UpstreamUnavailable,
 )
 from .negotiation import JSON_V1, TEXT_HTML
 from .oidc import DEFAULT_AUDIENCE, GITHUB_JWKS_URL, KeySet, TrustedPublishing
@@ -259,6 +260,9 @@ async def _file_missing(request: Request, exc: Exception) -> Response:
 
 async def _backend_unavailable(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BackendUnavailable)
+    if isinstance(exc, UpstreamUnavailable):  # written for the client (pywharf_core.errors)
+        log.warning("upstream unavailable: %s", exc)
+        return error_response(503, str(exc), {"Retry-After": str(exc.retry_after)})
     log.warning("backend unavailable: %s", exc)
     return error_response(
         503,

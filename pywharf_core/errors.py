@@ -125,6 +125,12 @@ class BackendUnavailable(BackendError):
         self.retry_after = retry_after
 
 
+class UpstreamUnavailable(BackendUnavailable):
+    """A repository's upstream index failed (or refused this server) with nothing cached
+    to serve instead. Its message is written to be shown to the client: it names the
+    project and the reason, never upstream's address or credentials."""
+
+
 class IndexConflict(BackendError):
     """``write_index`` found that the remote index changed since it was read."""
 

@@ -9,7 +9,7 @@ never asked at all; every other project is served from upstream's page.
   ``upstream_page``), kept in memory and under ROOT with their ``ETag``/``Last-Modified``,
   fresh for ``upstream_ttl`` seconds, then revalidated with a conditional GET. Upstream
   down or failing: the last good page is served (stale-if-error, said in the
-  ``X-Pywharf-Upstream`` header); nothing cached: ``BackendUnavailable`` (503). A 404 is
+  ``X-Pywharf-Upstream`` header); nothing cached: ``UpstreamUnavailable`` (503). A 404 is
   remembered for a minute at most (negative cache).
 - **Files** are served from this server (URLs relative to the page, like private files).
   The first download streams from upstream to the client while it is written to a
@@ -55,6 +55,7 @@ from .errors import (
     InvalidFilename,
     InvalidMetadata,
     NotSupported,
+    UpstreamUnavailable,
 )
 from .files import create_private, remove_dead_leftovers, replace_file, write_temp
 from .pagecache import PageCache
@@ -221,7 +222,7 @@ class Upstream:
     def page(self, project: str) -> Served:
         """Upstream's page for ``project``: fresh, revalidated, or stale when upstream
         fails. Raises ``FileMissing`` when upstream has no such project, and
-        ``BackendUnavailable`` when upstream fails with nothing cached. Blocking."""
+        ``UpstreamUnavailable`` when upstream fails with nothing cached. Blocking."""
         lock = self._page_locks[hash(project) % len(self._page_locks)]
         with lock:  # one fetch per project at a time; the others get its result
             cached = self._cached_page(project)
@@ -244,9 +245,15 @@ class Upstream:
                         dt.datetime.fromtimestamp(cached.fetched_at, dt.timezone.utc).isoformat(),
                     )
                     return Served(cached, stale=True)
-                raise BackendUnavailable(
-                    f"The upstream index is unavailable for {project!r} and nothing is "
-                    "cached; try again later",
+                if exc.refused:  # waiting will not mend it: the operator must
+                    raise UpstreamUnavailable(
+                        f"The upstream index refused this server's request for {project!r} "
+                        f"({exc}): the credentials in upstream_url are missing or wrong",
+                        retry_after=30,
+                    ) from None
+                raise UpstreamUnavailable(
+                    f"The upstream index is unavailable for {project!r} ({exc}) and "
+                    "nothing is cached; try again later",
                     retry_after=30,
                 ) from None
             with self._lock:  # derived metadata noted meanwhile is kept too
@@ -333,7 +340,7 @@ class Upstream:
             if response.status_code == 404:
                 return UpstreamPage(project, {}, None, None, now, missing=True)
             if response.status_code != 200:
-                raise _UpstreamFailed(f"HTTP {response.status_code}")
+                raise _UpstreamFailed(f"HTTP {response.status_code}", response.status_code)
             body = _read_capped(response)
             content_type = response.headers.get("Content-Type", "")
             final_url = _without_credentials(response.url)
@@ -411,7 +418,7 @@ class Upstream:
         self, project: str, item: dict[str, Any], *, metadata: bool = False, head: bool = False
     ) -> OpenedFile:
         """The cached copy of an upstream file (or of its core metadata), fetching and
-        caching it first if needed. Raises ``FileMissing``, ``BackendUnavailable``.
+        caching it first if needed. Raises ``FileMissing``, ``UpstreamUnavailable``.
         With ``head``, a file not cached is not fetched: an empty stream, with the size
         the page declares (PEP 700) if it declares one."""
         filename = str(item["filename"])
@@ -447,7 +454,7 @@ class Upstream:
                     event = self._fetching[key] = threading.Event()
                     break  # this request fetches
             if not event.wait(WAIT_FOR_FETCH):
-                raise BackendUnavailable("The upstream file is still being fetched; try again")
+                raise UpstreamUnavailable("The upstream file is still being fetched; try again")
             if self._open_cached(key) is not None:
                 continue
             # The first fetch failed: this request tries on its own.
@@ -558,7 +565,7 @@ class Upstream:
             )
         except requests.RequestException as exc:
             self.stats.add("errors")
-            raise BackendUnavailable(
+            raise UpstreamUnavailable(
                 f"The upstream index is unavailable for {what} ({type(exc).__name__})"
             ) from None
         if response.status_code == 404:
@@ -567,7 +574,7 @@ class Upstream:
         if response.status_code != 200:
             response.close()
             self.stats.add("errors")
-            raise BackendUnavailable(
+            raise UpstreamUnavailable(
                 f"The upstream index answered {response.status_code} for {what}"
             )
         return response
@@ -673,7 +680,9 @@ class _Tee:
                     self._expected,
                 )
                 self._upstream.stats.add("errors")
-                raise BackendUnavailable(f"upstream sent other bytes than declared for {self._key}")
+                raise UpstreamUnavailable(
+                    f"upstream sent other bytes than declared for {self._key}"
+                )
             # Committed before the last chunk: a download that starts (here or on another
             # replica) after this one ended finds the file in the cache.
             committed = self._commit()
@@ -683,7 +692,7 @@ class _Tee:
                 self._upstream._derive_metadata(self._key, self._staged)
         except requests.RequestException as exc:
             self._upstream.stats.add("errors")
-            raise BackendUnavailable(f"the upstream download of {self._key} broke off") from exc
+            raise UpstreamUnavailable(f"the upstream download of {self._key} broke off") from exc
         finally:
             self.close()
 
@@ -709,7 +718,16 @@ class _Tee:
 
 
 class _UpstreamFailed(Exception):
-    pass
+    """Upstream gave no usable page; ``status`` is its HTTP status when it answered."""
+
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+
+    @property
+    def refused(self) -> bool:
+        """Upstream refused the credentials (or their absence): 401 or 403."""
+        return self.status in (401, 403)
 
 
 def _carry_derived(page: UpstreamPage, earlier: UpstreamPage) -> UpstreamPage:

@@ -194,6 +194,7 @@ def test_upstream_down_serves_the_cache_and_503_for_the_rest(
     assert page(server, "kept").headers["X-Pywharf-Upstream"] == "stale"
     refused = page(server, "never-asked")
     assert refused.status_code == 503 and int(refused.headers["Retry-After"]) > 0
+    assert "upstream index is unavailable for 'never-asked'" in refused.text
     metrics = get(server, "metrics", headers=METRICS_AUTH).text
     assert 'pywharf_upstream_stale_serves_total{repo="team"}' in metrics
 
@@ -346,3 +347,18 @@ def _answers(url: str) -> bool:
         return requests.get(url, timeout=2).status_code == 200
     except requests.RequestException:
         return False
+
+
+def test_upstream_refusing_the_credentials_is_said_plainly(
+    start_server, upstream: WharfServer, tmp_path: Path
+) -> None:
+    """Wrong credentials in upstream_url: the 503 says what to mend (waiting will not),
+    the log says it too, and neither shows the secret."""
+    wrong = f"http://__token__:not-the-secret-4242@127.0.0.1:{upstream.port}/r/local/simple/"
+    server = downstream(start_server, tmp_path, wrong)
+    answer = page(server, "pub-dep")
+    assert answer.status_code == 503 and int(answer.headers["Retry-After"]) > 0
+    assert "HTTP 401" in answer.text and "credentials in upstream_url" in answer.text
+    log = server.log_text()
+    assert "upstream unavailable" in log and "HTTP 401" in log
+    assert "not-the-secret-4242" not in log + answer.text
