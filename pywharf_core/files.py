@@ -111,6 +111,8 @@ class ProcessLock:
 #: Temporary files are named for the process that writes them, so that one left by a
 #: process that died (kill -9, a crash) is recognised at the next start and removed.
 _HOST = socket.gethostname().replace("-", "_")[:32] or "host"
+#: When this process started (near enough: when this module was imported).
+_STARTED = time.time()
 
 
 def leftover_prefix(kind: str) -> str:
@@ -130,7 +132,8 @@ def remove_dead_leftovers(directory: Path, kinds: tuple[str, ...], max_age: floa
         return 0
     for path in candidates:
         try:
-            if _dead_writer(path.name, kinds) or path.stat().st_mtime < cutoff:
+            mtime = path.stat().st_mtime
+            if _dead_writer(path.name, kinds, mtime) or mtime < cutoff:
                 path.unlink()
                 removed += 1
         except OSError:
@@ -138,7 +141,7 @@ def remove_dead_leftovers(directory: Path, kinds: tuple[str, ...], max_age: floa
     return removed
 
 
-def _dead_writer(name: str, kinds: tuple[str, ...]) -> bool:
+def _dead_writer(name: str, kinds: tuple[str, ...], mtime: float) -> bool:
     kind = next(k for k in kinds if name.startswith(k))
     host, _, rest = name[len(kind) :].partition("-")
     pid_text = rest.partition("-")[0]
@@ -146,7 +149,9 @@ def _dead_writer(name: str, kinds: tuple[str, ...]) -> bool:
         return False
     pid = int(pid_text)
     if pid == os.getpid():
-        return False
+        # An earlier process with this pid (a container restarted: pid 1 again, same
+        # host name) last wrote it before this one started; this process's are newer.
+        return mtime < _STARTED - 1
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+from pywharf_core import files
 from pywharf_core.files import (
     create_once,
     leftover_prefix,
@@ -81,7 +82,7 @@ def test_old_leftovers_go_whoever_wrote_them_and_fresh_ones_of_others_stay(
     old_unnamed = aged(tmp_path / ".tmp-whatever", 7200)
     fresh_unnamed = aged(tmp_path / ".tmp-notapid-x-y", 10)
     old_mine = aged(tmp_path / (leftover_prefix(".tmp-") + "c.part"), 7200)
-    fresh_mine = aged(tmp_path / (leftover_prefix(".upload-") + "d.part"), 10)
+    fresh_mine = aged(tmp_path / (leftover_prefix(".upload-") + "d.part"), 0)
     unrelated = aged(tmp_path / "foo-1.0.tar.gz", 7200)
     other_kind = aged(tmp_path / ".journal-otherhost-1-x", 7200)
     assert remove_dead_leftovers(tmp_path, kinds, 3600) == 3
@@ -89,6 +90,18 @@ def test_old_leftovers_go_whoever_wrote_them_and_fresh_ones_of_others_stay(
     for kept in (fresh_foreign, fresh_unnamed, fresh_mine, unrelated, other_kind):
         assert kept.exists(), kept.name
     assert remove_dead_leftovers(tmp_path, kinds, 3600) == 0
+
+
+def test_a_file_named_for_this_pid_but_older_than_this_process_is_a_dead_ones(
+    tmp_path: Path,
+) -> None:
+    """A container restarted is pid 1 again with the same host name: what the last run
+    of pid 1 left is removed at once, not kept for a day as a running writer's."""
+    before_start = time.time() - files._STARTED + 5
+    earlier_run = aged(tmp_path / (leftover_prefix(".upload-") + "e.part"), before_start)
+    writing_now = aged(tmp_path / (leftover_prefix(".upload-") + "f.part"), 0)
+    assert remove_dead_leftovers(tmp_path, (".upload-",), 24 * 3600) == 1
+    assert not earlier_run.exists() and writing_now.exists()
 
 
 def test_a_missing_folder_is_nothing_to_do(tmp_path: Path) -> None:
