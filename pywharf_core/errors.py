@@ -128,7 +128,12 @@ class BackendUnavailable(BackendError):
 class UpstreamUnavailable(BackendUnavailable):
     """A repository's upstream index failed (or refused this server) with nothing cached
     to serve instead. Its message is written to be shown to the client: it names the
-    project and the reason, never upstream's address or credentials."""
+    project and the reason, never upstream's address or credentials. ``status`` is
+    upstream's HTTP status when it answered (``None``: it could not be reached)."""
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: int = 30) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.status = status
 
 
 class IndexConflict(BackendError):

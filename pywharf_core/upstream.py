@@ -49,7 +49,6 @@ from .backend import Backend, FileStream, LocalFile, OpenedFile
 from .config import RepoPolicy
 from .errors import (
     BackendError,
-    BackendUnavailable,
     FileExists,
     FileMissing,
     InvalidFilename,
@@ -95,6 +94,10 @@ MAX_NAME = 200
 UPSTREAM_STATE_HEADER = "X-Pywharf-Upstream"
 #: Upstream connections kept open for reuse (waitress runs 16 worker threads by default).
 POOL_SIZE = 32
+#: A file request asks for the stored bytes, not a compressed form of them.
+IDENTITY = {"Accept-Encoding": "identity"}
+#: Seconds a client is told to wait after upstream refused this server's credentials.
+REFUSED_RETRY_AFTER = 300
 #: Temporary files here older than this are removed at start whoever wrote them.
 LEFTOVER_SECONDS = 24 * 3600
 #: The cache key suffix of core metadata derived here from a cached wheel.
@@ -248,13 +251,14 @@ class Upstream:
                 if exc.refused:  # waiting will not mend it: the operator must
                     raise UpstreamUnavailable(
                         f"The upstream index refused this server's request for {project!r} "
-                        f"({exc}): the credentials in upstream_url are missing or wrong",
-                        retry_after=30,
+                        f"({exc}): {self._refusal_hint()}",
+                        status=exc.status,
+                        retry_after=REFUSED_RETRY_AFTER,
                     ) from None
                 raise UpstreamUnavailable(
                     f"The upstream index is unavailable for {project!r} ({exc}) and "
                     "nothing is cached; try again later",
-                    retry_after=30,
+                    status=exc.status,
                 ) from None
             with self._lock:  # derived metadata noted meanwhile is kept too
                 latest = self._pages.get(project) or cached
@@ -262,6 +266,12 @@ class Upstream:
                 page = _carry_derived(page, latest)
             self._keep_page(page)
             return self._answer(page, stale=False)
+
+    def _refusal_hint(self) -> str:
+        """What to mend when upstream answers 401 or 403 (a 403 may also be a firewall's)."""
+        if self._auth is None:
+            return "if it needs credentials, give them in upstream_url"
+        return "the credentials in upstream_url are wrong or lack access"
 
     def _answer(self, page: UpstreamPage, *, stale: bool) -> Served:
         if page.missing:
@@ -425,9 +435,10 @@ class Upstream:
         key = f"{project}/{filename}" + (".metadata" if metadata else "")
         expected = upstream_sha256(item, metadata)
         url = str(item["url"]) + (".metadata" if metadata else "")
-        if head:
+        if head:  # the derived metadata of a wheel found cached waits for its GET
             opened = self._open_cached(key) if expected is not None else None
             if opened is not None:
+                self.stats.add("cache_hits")
                 return opened
             declared = _declared_size(item, metadata)
             if declared is None:  # an HTML page: upstream's HEAD says it, with no body sent
@@ -469,8 +480,18 @@ class Upstream:
             self._done(key, event)
             raise
         size = response.headers.get("Content-Length")
-        chunks = self._tee(response, key, expected, event, derive)
-        return FileStream(chunks, int(size) if size and size.isdigit() else None, chunks.close)
+        length = int(size) if size and size.isdigit() else None
+        try:
+            chunks = self._tee(response, key, expected, event, derive)
+        except OSError as exc:  # no staging file (a full disk): served, not cached
+            self._done(key, event)
+            log.warning("%s: cannot stage %s for the cache: %s", self.repo_name, key, exc)
+            return self._relay(response, length)
+        except BaseException:
+            response.close()
+            self._done(key, event)
+            raise
+        return FileStream(chunks, length, chunks.close)
 
     def _open_derived(self, key: str) -> OpenedFile:
         opened = self._open_cached(key)
@@ -558,24 +579,32 @@ class Upstream:
         import requests
 
         self.stats.add("requests")
+        auth = self._auth_for(url)
         try:
             # Redirects are followed (for HEAD too); credentials never leave upstream's host.
+            # The bytes as stored: a Content-Encoding would make the length forwarded to
+            # the client that of other bytes than the ones relayed.
             response = self._session.request(
-                method, url, auth=self._auth_for(url), timeout=TIMEOUT, stream=True
+                method, url, auth=auth, headers=IDENTITY, timeout=TIMEOUT, stream=True
             )
         except requests.RequestException as exc:
             self.stats.add("errors")
             raise UpstreamUnavailable(
                 f"The upstream index is unavailable for {what} ({type(exc).__name__})"
             ) from None
-        if response.status_code == 404:
+        status = response.status_code
+        if status == 404:
             response.close()
             raise FileMissing(what)
-        if response.status_code != 200:
+        if status != 200:
             response.close()
-            self.stats.add("errors")
+            if method != "HEAD":  # an upstream that answers no HEAD is not failing
+                self.stats.add("errors")
+            hint = ""
+            if status in (401, 403) and urlsplit(url)[:2] == self._origin:
+                hint = f": {self._refusal_hint()}"
             raise UpstreamUnavailable(
-                f"The upstream index answered {response.status_code} for {what}"
+                f"The upstream index answered {status} for {what}{hint}", status=status
             )
         return response
 
@@ -586,13 +615,19 @@ class Upstream:
         try:
             with self._get_file(url, what, "HEAD") as response:
                 size = response.headers.get("Content-Length")
-        except BackendUnavailable:
-            return None
+        except UpstreamUnavailable as exc:
+            if exc.status is None:  # unreachable: the 503 a GET would get
+                raise
+            return None  # 405 and the like: it answers GETs all the same
         return int(size) if size and size.isdigit() else None
 
     def _pass_through(self, url: str, what: str) -> FileStream:
         response = self._get_file(url, what)
         size = response.headers.get("Content-Length")
+        return self._relay(response, int(size) if size and size.isdigit() else None)
+
+    def _relay(self, response: requests.Response, size: int | None) -> FileStream:
+        """Upstream's answer passed on as it comes, not cached."""
 
         def chunks() -> Iterator[bytes]:
             with response:
@@ -600,7 +635,7 @@ class Upstream:
                     self.stats.add("bytes", len(chunk))
                     yield chunk
 
-        return FileStream(chunks(), int(size) if size and size.isdigit() else None, response.close)
+        return FileStream(chunks(), size, response.close)
 
     def _tee(
         self,
@@ -611,7 +646,13 @@ class Upstream:
         derive: bool,
     ) -> _Tee:
         fd, name = self._create_staged()
-        tee = _Tee(self, response, key, expected, Path(name), os.fdopen(fd, "wb"), event)
+        try:
+            handle = os.fdopen(fd, "wb")
+        except BaseException:
+            os.close(fd)
+            Path(name).unlink(missing_ok=True)
+            raise
+        tee = _Tee(self, response, key, expected, Path(name), handle, event)
         tee.derive = derive
         return tee
 

@@ -108,7 +108,15 @@ class GatedTask(WSGITask):  # type: ignore[misc]
     # waitress's own attributes, which these methods read and set
     close_on_finish: bool
     version: str
-    has_body: bool
+    #: A HEAD answered without Content-Length (the size is not known): see has_body.
+    bodiless_head = False
+
+    @property
+    def has_body(self) -> bool:
+        # waitress frames a response without Content-Length as chunked, and writes the
+        # chunked terminator as a body, even for a HEAD, whose answer must end with its
+        # headers; it then closes the connection. Such a HEAD has no body, like a 304.
+        return not self.bodiless_head and bool(WSGITask.has_body.fget(self))
 
     def get_environment(self) -> dict[str, Any]:
         environ: dict[str, Any] = super().get_environment()
@@ -120,6 +128,10 @@ class GatedTask(WSGITask):  # type: ignore[misc]
     def build_response_header(self) -> bytes:
         if getattr(self.request, "refusal", None) is not None:
             self.set_close_on_finish()  # its body is still on the wire
+        if self.request.command == "HEAD" and not any(
+            name.lower() == "content-length" for name, _ in self.response_headers
+        ):
+            self.bodiless_head = True
         # waitress closes the connection after every response without a Content-Length,
         # a 304 or a 204 too, whose end is the end of their headers (RFC 9112, 6.3): a
         # client revalidating its cached pages (If-None-Match) reconnected for each one.

@@ -3,6 +3,8 @@ the first download, and fetched again (not a 404) once it is gone from the cache
 
 from __future__ import annotations
 
+import base64
+import socket
 from pathlib import Path
 
 import pytest
@@ -100,6 +102,21 @@ def test_a_head_upstream_refuses_is_answered_without_a_length(start_server, tmp_
         head = requests.head(url, auth=("__token__", READ), timeout=30)
         assert head.status_code == 200 and "Content-Length" not in head.headers
         assert fake.file_heads == 1 and fake.file_gets == 0
+        # On the wire: the HEAD's answer ends with its headers (no chunked framing, whose
+        # terminator would be a body) and the connection serves the next request.
+        token = base64.b64encode(f"__token__:{READ}".encode()).decode()
+        path = f"/r/team/simple/fake/{fake.filename}"
+        asked = f"{{}} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {token}\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as raw:
+            raw.sendall(asked.format("HEAD").encode() + asked.format("GET").encode())
+            received = b""
+            while data not in received:
+                piece = raw.recv(65536)
+                assert piece, f"the connection closed after {received[:400]!r}"
+                received += piece
+        first, _, rest = received.partition(b"\r\n\r\n")
+        assert first.startswith(b"HTTP/1.1 200") and b"transfer-encoding" not in first.lower()
+        assert rest.startswith(b"HTTP/1.1 200"), rest[:80]
         assert requests.get(url, auth=("__token__", READ), timeout=30).content == data
     finally:
         fake.server.stop()
@@ -123,3 +140,50 @@ def test_a_head_for_a_stream_of_unknown_size_says_no_length() -> None:
     assert not [v for k, v in unknown.raw_headers if k == b"content-length"]
     known = _answer(lambda: FileStream(iter(()), 977), "application/zip", {}, False, head=True)
     assert (b"content-length", b"977") in known.raw_headers
+
+
+def test_a_head_mirrors_a_missing_or_unreachable_upstream_file(
+    start_server, tmp_path: Path
+) -> None:
+    """A HEAD for a file upstream no longer has is a 404; with upstream unreachable (and
+    no size on the page) a 503, as the GET would be."""
+    fake = FakeIndex(served=b"x", declared=b"x", declare_size=False)
+    server = proxy(start_server, tmp_path, fake.url)
+    url = f"{server.url}r/team/simple/fake/{fake.filename}"
+    auth = ("__token__", READ)
+    try:
+        fake.file_status = "404 Not Found"
+        assert requests.head(url, auth=auth, timeout=30).status_code == 404
+        assert requests.get(url, auth=auth, timeout=30).status_code == 404
+    finally:
+        fake.server.stop()  # the page stays in memory, fresh
+    head = requests.head(url, auth=auth, timeout=30)
+    assert head.status_code == 503 and int(head.headers["Retry-After"]) > 0
+    assert requests.get(url, auth=auth, timeout=30).status_code == 503
+
+
+def test_a_file_that_cannot_be_staged_is_served_uncached(start_server, tmp_path: Path) -> None:
+    """No staging file can be made (here a file where the staging folder should be; a
+    full disk does the same): the download is served all the same, without caching,
+    the next one fetches again rather than waiting for a fetch that never ends, and
+    file requests ask upstream for the bytes as stored (no compressed form)."""
+    data = bytes(range(256)) * 64
+    fake = FakeIndex(served=data, declared=data)
+    try:
+        server = proxy(start_server, tmp_path, fake.url)
+        url = f"{server.url}r/team/simple/fake/{fake.filename}"
+        auth = ("__token__", READ)
+        assert requests.get(f"{server.url}r/team/simple/fake/", auth=auth, timeout=30).ok
+        staging = server.root / "cache" / "team" / "storage" / ".pywharf-staging"
+        for leftover in staging.iterdir():
+            leftover.unlink()
+        staging.rmdir()
+        staging.write_bytes(b"not a folder")
+        for count in (1, 2):
+            got = requests.get(url, auth=auth, timeout=30)
+            assert got.status_code == 200 and got.content == data
+            assert fake.file_gets == count and not cached(server, fake.filename).exists()
+        assert fake.file_encodings == ["identity", "identity"]
+        assert "cannot stage fake/" in server.log_text()
+    finally:
+        fake.server.stop()

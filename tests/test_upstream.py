@@ -357,8 +357,8 @@ def test_upstream_refusing_the_credentials_is_said_plainly(
     wrong = f"http://__token__:not-the-secret-4242@127.0.0.1:{upstream.port}/r/local/simple/"
     server = downstream(start_server, tmp_path, wrong)
     answer = page(server, "pub-dep")
-    assert answer.status_code == 503 and int(answer.headers["Retry-After"]) > 0
-    assert "HTTP 401" in answer.text and "credentials in upstream_url" in answer.text
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "300"
+    assert "HTTP 401" in answer.text and "credentials in upstream_url are wrong" in answer.text
     log = server.log_text()
     assert "upstream unavailable" in log and "HTTP 401" in log
     assert "not-the-secret-4242" not in log + answer.text

@@ -25,6 +25,8 @@ class FakeIndex:
         self.answer_head = answer_head
         self.file_gets = 0
         self.file_heads = 0
+        self.file_status = "200 OK"  # another status: what the file's URL answers
+        self.file_encodings: list[str] = []  # the Accept-Encoding of each file request
         self._lock = threading.Lock()
         self.filename = "fake-1.0-py3-none-any.whl"
         self.server = ThreadedWaitress(self.app, threads=16)
@@ -53,6 +55,10 @@ class FakeIndex:
                     self.file_heads += 1
                 else:
                     self.file_gets += 1
+                self.file_encodings.append(environ.get("HTTP_ACCEPT_ENCODING", ""))
+            if self.file_status != "200 OK":
+                start_response(self.file_status, [("Content-Type", "text/plain")])
+                return iter([] if head else [b"no"])
             if head and not self.answer_head:
                 start_response("405 Method Not Allowed", [("Allow", "GET")])
                 return iter([])
