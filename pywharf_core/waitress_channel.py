@@ -116,7 +116,7 @@ class GatedTask(WSGITask):  # type: ignore[misc]
         # waitress frames a response without Content-Length as chunked, and writes the
         # chunked terminator as a body, even for a HEAD, whose answer must end with its
         # headers; it then closes the connection. Such a HEAD has no body, like a 304.
-        return not self.bodiless_head and bool(WSGITask.has_body.fget(self))
+        return not self.bodiless_head and bool(super().has_body)
 
     def get_environment(self) -> dict[str, Any]:
         environ: dict[str, Any] = super().get_environment()
