@@ -30,6 +30,7 @@ appear in logs, pages or errors.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fnmatch
 import logging
@@ -435,10 +436,9 @@ class Upstream:
         key = f"{project}/{filename}" + (".metadata" if metadata else "")
         expected = upstream_sha256(item, metadata)
         url = str(item["url"]) + (".metadata" if metadata else "")
-        if head:  # the derived metadata of a wheel found cached waits for its GET
+        if head:  # not counted as a hit or a miss: its GET will be
             opened = self._open_cached(key) if expected is not None else None
             if opened is not None:
-                self.stats.add("cache_hits")
                 return opened
             declared = _declared_size(item, metadata)
             if declared is None:  # an HTML page: upstream's HEAD says it, with no body sent
@@ -479,14 +479,9 @@ class Upstream:
         except BaseException:
             self._done(key, event)
             raise
-        size = response.headers.get("Content-Length")
-        length = int(size) if size and size.isdigit() else None
+        length = _stored_length(response)
         try:
             chunks = self._tee(response, key, expected, event, derive)
-        except OSError as exc:  # no staging file (a full disk): served, not cached
-            self._done(key, event)
-            log.warning("%s: cannot stage %s for the cache: %s", self.repo_name, key, exc)
-            return self._relay(response, length)
         except BaseException:
             response.close()
             self._done(key, event)
@@ -575,59 +570,71 @@ class Upstream:
             folder.mkdir(parents=True, exist_ok=True)
             return create_private(folder, ".upload-", ".part")
 
-    def _get_file(self, url: str, what: str, method: str = "GET") -> requests.Response:
+    def _get_file(self, url: str, what: str) -> requests.Response:
+        """Upstream's answer to a GET of a file, streamed. Raises ``FileMissing``,
+        ``UpstreamUnavailable``."""
+        response = self._ask("GET", url, what)
+        self._check(response, what)
+        return response
+
+    def _head_size(self, url: str, what: str) -> int | None:
+        """The size of an upstream file as upstream's answer to a HEAD gives it; ``None``
+        when it gives none or answers no HEAD (the download will tell). Raises as a GET
+        would: ``FileMissing``, ``UpstreamUnavailable``."""
+        with self._ask("HEAD", url, what) as response:
+            status = response.status_code
+            if status != 200 and _no_head(status, response.url, self._origin):
+                return None  # it answers GETs all the same
+            self._check(response, what)
+            length = _stored_length(response)
+        return length or None  # a HEAD that says 0 says nothing of the file
+
+    def _ask(self, method: str, url: str, what: str) -> requests.Response:
+        """Upstream's answer, whatever its status. Raises ``UpstreamUnavailable`` when
+        upstream cannot be reached."""
         import requests
 
         self.stats.add("requests")
-        auth = self._auth_for(url)
         try:
             # Redirects are followed (for HEAD too); credentials never leave upstream's host.
             # The bytes as stored: a Content-Encoding would make the length forwarded to
-            # the client that of other bytes than the ones relayed.
-            response = self._session.request(
-                method, url, auth=auth, headers=IDENTITY, timeout=TIMEOUT, stream=True
+            # the client that of other bytes than the ones relayed. A HEAD's empty body is
+            # read at once, so that its connection goes back to the pool.
+            return self._session.request(
+                method,
+                url,
+                auth=self._auth_for(url),
+                headers=IDENTITY,
+                timeout=TIMEOUT,
+                stream=method != "HEAD",
             )
         except requests.RequestException as exc:
             self.stats.add("errors")
             raise UpstreamUnavailable(
                 f"The upstream index is unavailable for {what} ({type(exc).__name__})"
             ) from None
-        status = response.status_code
-        if status == 404:
-            response.close()
-            raise FileMissing(what)
-        if status != 200:
-            response.close()
-            if method != "HEAD":  # an upstream that answers no HEAD is not failing
-                self.stats.add("errors")
-            hint = ""
-            if status in (401, 403) and urlsplit(url)[:2] == self._origin:
-                hint = f": {self._refusal_hint()}"
-            raise UpstreamUnavailable(
-                f"The upstream index answered {status} for {what}{hint}", status=status
-            )
-        return response
 
-    def _head_size(self, url: str, what: str) -> int | None:
-        """The size of an upstream file as upstream's answer to a HEAD gives it; ``None``
-        when it gives none or answers no HEAD (the download will tell). Raises
-        ``FileMissing`` when upstream has no such file."""
-        try:
-            with self._get_file(url, what, "HEAD") as response:
-                size = response.headers.get("Content-Length")
-        except UpstreamUnavailable as exc:
-            if exc.status is None:  # unreachable: the 503 a GET would get
-                raise
-            return None  # 405 and the like: it answers GETs all the same
-        return int(size) if size and size.isdigit() else None
+    def _check(self, response: requests.Response, what: str) -> None:
+        """Raise ``FileMissing`` (404) or ``UpstreamUnavailable`` (any other status but
+        200) for an upstream answer, closing it."""
+        status = response.status_code
+        if status == 200:
+            return
+        response.close()
+        if status == 404:
+            raise FileMissing(what)
+        self.stats.add("errors")
+        hint, retry_after = "", 30
+        if status in (401, 403) and urlsplit(response.url)[:2] == self._origin:
+            hint, retry_after = f": {self._refusal_hint()}", REFUSED_RETRY_AFTER
+        raise UpstreamUnavailable(
+            f"The upstream index answered {status} for {what}{hint}",
+            status=status,
+            retry_after=retry_after,
+        )
 
     def _pass_through(self, url: str, what: str) -> FileStream:
         response = self._get_file(url, what)
-        size = response.headers.get("Content-Length")
-        return self._relay(response, int(size) if size and size.isdigit() else None)
-
-    def _relay(self, response: requests.Response, size: int | None) -> FileStream:
-        """Upstream's answer passed on as it comes, not cached."""
 
         def chunks() -> Iterator[bytes]:
             with response:
@@ -635,7 +642,7 @@ class Upstream:
                     self.stats.add("bytes", len(chunk))
                     yield chunk
 
-        return FileStream(chunks(), size, response.close)
+        return FileStream(chunks(), _stored_length(response), response.close)
 
     def _tee(
         self,
@@ -645,14 +652,28 @@ class Upstream:
         event: threading.Event,
         derive: bool,
     ) -> _Tee:
-        fd, name = self._create_staged()
+        """The download as it passes to the client, written to a staging file; with no
+        staging file to be had (a full disk, the folder gone) relayed uncached, its
+        sha256 checked all the same."""
+        try:
+            fd, name = self._create_staged()
+        except OSError as exc:
+            log.warning("%s: cannot stage %s for the cache: %s", self.repo_name, key, exc)
+            return _Tee(self, response, key, expected, None, None, event)
+        staged = Path(name)
         try:
             handle = os.fdopen(fd, "wb")
         except BaseException:
-            os.close(fd)
-            Path(name).unlink(missing_ok=True)
+            staged.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # fdopen may have closed it already
+                os.close(fd)
             raise
-        tee = _Tee(self, response, key, expected, Path(name), handle, event)
+        try:
+            tee = _Tee(self, response, key, expected, staged, handle, event)
+        except BaseException:
+            handle.close()
+            staged.unlink(missing_ok=True)
+            raise
         tee.derive = derive
         return tee
 
@@ -673,10 +694,11 @@ class _Tee:
         response: requests.Response,
         key: str,
         expected: str,
-        staged: Path,
+        staged: Path | None,
         handle: Any,
         event: threading.Event,
     ) -> None:
+        """``staged`` and ``handle`` are ``None`` for a download relayed uncached."""
         self._upstream = upstream
         self._response = response
         self._key = key
@@ -704,12 +726,14 @@ class _Tee:
                 if not chunk:
                     continue
                 hashes.update(chunk)
-                self._handle.write(chunk)
+                if self._handle is not None:
+                    self._handle.write(chunk)
                 self._upstream.stats.add("bytes", len(chunk))
                 if held is not None:
                     yield held
                 held = chunk
-            self._handle.close()
+            if self._handle is not None:
+                self._handle.close()
             actual = hashes.hexdigests()["sha256_digest"]
             if actual != self._expected:
                 log.error(
@@ -726,10 +750,11 @@ class _Tee:
                 )
             # Committed before the last chunk: a download that starts (here or on another
             # replica) after this one ended finds the file in the cache.
-            committed = self._commit()
+            committed = self._staged is not None and self._commit(self._staged)
             if held is not None:
                 yield held
-            if committed and self.derive:  # the client has every byte: it waits for nothing
+            if committed and self.derive and self._staged is not None:
+                # The client has every byte: it waits for nothing.
                 self._upstream._derive_metadata(self._key, self._staged)
         except requests.RequestException as exc:
             self._upstream.stats.add("errors")
@@ -737,9 +762,9 @@ class _Tee:
         finally:
             self.close()
 
-    def _commit(self) -> bool:
+    def _commit(self, staged: Path) -> bool:
         try:
-            self._upstream._put_cached(self._key, self._staged)
+            self._upstream._put_cached(self._key, staged)
         except (OSError, BackendError) as exc:  # served, not kept: the next download asks again
             log.warning("%s: cannot cache %s: %s", self._upstream.repo_name, self._key, exc)
             return False
@@ -749,11 +774,11 @@ class _Tee:
         if self._closed:
             return
         self._closed = True
-        try:
-            self._handle.close()
-        except OSError:
-            pass
-        self._staged.unlink(missing_ok=True)
+        if self._handle is not None:
+            with contextlib.suppress(OSError):
+                self._handle.close()
+        if self._staged is not None:
+            self._staged.unlink(missing_ok=True)
         self._response.close()
         self._upstream._done(self._key, self._event)
 
@@ -812,6 +837,24 @@ def _session() -> requests.Session:
             return {**settings, "proxies": dict(settings["proxies"]), "stream": stream}
 
     return Session()
+
+
+def _stored_length(response: requests.Response) -> int | None:
+    """The length of the stored bytes an upstream answer gives, if it gives it: not when
+    they come encoded (asked for ``identity``, some servers send ``.tar.gz`` gzipped)."""
+    if response.headers.get("Content-Encoding", "identity").strip().lower() not in (
+        "",
+        "identity",
+    ):
+        return None
+    size = response.headers.get("Content-Length", "")
+    return int(size) if size.isdigit() else None
+
+
+def _no_head(status: int, url: str, origin: tuple[str, str]) -> bool:
+    """Whether an upstream status for a HEAD means only "no HEAD here": 405 or 501, or 400
+    or 403 from a file host (a link presigned for GET alone)."""
+    return status in (405, 501) or (status in (400, 403) and urlsplit(url)[:2] != origin)
 
 
 def _declared_size(item: dict[str, Any], metadata: bool) -> int | None:

@@ -107,6 +107,7 @@ class GatedParser(HTTPRequestParser):  # type: ignore[misc]
 class GatedTask(WSGITask):  # type: ignore[misc]
     # waitress's own attributes, which these methods read and set
     close_on_finish: bool
+    content_length: int | None
     version: str
     #: A HEAD answered without Content-Length (the size is not known): see has_body.
     bodiless_head = False
@@ -128,8 +129,10 @@ class GatedTask(WSGITask):  # type: ignore[misc]
     def build_response_header(self) -> bytes:
         if getattr(self.request, "refusal", None) is not None:
             self.set_close_on_finish()  # its body is still on the wire
-        if self.request.command == "HEAD" and not any(
-            name.lower() == "content-length" for name, _ in self.response_headers
+        if (
+            self.request.command == "HEAD"
+            and self.content_length is None
+            and not any(name.lower() == "content-length" for name, _ in self.response_headers)
         ):
             self.bodiless_head = True
         # waitress closes the connection after every response without a Content-Length,

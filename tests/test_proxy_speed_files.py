@@ -85,6 +85,8 @@ def test_a_head_for_an_upstream_file_downloads_nothing(
         assert fake.file_heads == (0 if declare_size else 1)
         got = requests.get(url, auth=auth, timeout=30)
         assert got.content == data and fake.file_gets == 1
+        if not declare_size:  # the HEAD's connection went back to the pool for the GET
+            assert fake.file_ports[0] == fake.file_ports[1]
         again = requests.head(url, auth=auth, timeout=30)
         assert again.status_code == 200 and again.headers["Content-Length"] == str(len(data))
         assert again.headers["ETag"] == got.headers["ETag"]
@@ -145,8 +147,8 @@ def test_a_head_for_a_stream_of_unknown_size_says_no_length() -> None:
 def test_a_head_mirrors_a_missing_or_unreachable_upstream_file(
     start_server, tmp_path: Path
 ) -> None:
-    """A HEAD for a file upstream no longer has is a 404; with upstream unreachable (and
-    no size on the page) a 503, as the GET would be."""
+    """A HEAD for a file upstream no longer has is a 404; with upstream failing or
+    unreachable (and no size on the page) a 503, as the GET would be."""
     fake = FakeIndex(served=b"x", declared=b"x", declare_size=False)
     server = proxy(start_server, tmp_path, fake.url)
     url = f"{server.url}r/team/simple/fake/{fake.filename}"
@@ -155,6 +157,16 @@ def test_a_head_mirrors_a_missing_or_unreachable_upstream_file(
         fake.file_status = "404 Not Found"
         assert requests.head(url, auth=auth, timeout=30).status_code == 404
         assert requests.get(url, auth=auth, timeout=30).status_code == 404
+        fake.file_status = "502 Bad Gateway"
+        assert requests.head(url, auth=auth, timeout=30).status_code == 503
+        assert requests.get(url, auth=auth, timeout=30).status_code == 503
+        fake.file_status = "401 Unauthorized"  # upstream's own host refuses: say what to mend
+        for answer in (
+            requests.head(url, auth=auth, timeout=30),
+            requests.get(url, auth=auth, timeout=30),
+        ):
+            assert answer.status_code == 503 and answer.headers["Retry-After"] == "300"
+        assert "give them in upstream_url" in requests.get(url, auth=auth, timeout=30).text
     finally:
         fake.server.stop()  # the page stays in memory, fresh
     head = requests.head(url, auth=auth, timeout=30)
@@ -162,13 +174,17 @@ def test_a_head_mirrors_a_missing_or_unreachable_upstream_file(
     assert requests.get(url, auth=auth, timeout=30).status_code == 503
 
 
-def test_a_file_that_cannot_be_staged_is_served_uncached(start_server, tmp_path: Path) -> None:
+@pytest.mark.parametrize("honest", [True, False], ids=["honest", "tampered"])
+def test_a_file_that_cannot_be_staged_is_served_uncached(
+    start_server, tmp_path: Path, honest: bool
+) -> None:
     """No staging file can be made (here a file where the staging folder should be; a
     full disk does the same): the download is served all the same, without caching,
-    the next one fetches again rather than waiting for a fetch that never ends, and
-    file requests ask upstream for the bytes as stored (no compressed form)."""
+    its sha256 checked as ever (other bytes than declared break it off), the next one
+    fetches again rather than waiting for a fetch that never ends, and file requests
+    ask upstream for the bytes as stored (no compressed form)."""
     data = bytes(range(256)) * 64
-    fake = FakeIndex(served=data, declared=data)
+    fake = FakeIndex(served=data if honest else data[::-1], declared=data)
     try:
         server = proxy(start_server, tmp_path, fake.url)
         url = f"{server.url}r/team/simple/fake/{fake.filename}"
@@ -180,10 +196,16 @@ def test_a_file_that_cannot_be_staged_is_served_uncached(start_server, tmp_path:
         staging.rmdir()
         staging.write_bytes(b"not a folder")
         for count in (1, 2):
-            got = requests.get(url, auth=auth, timeout=30)
-            assert got.status_code == 200 and got.content == data
+            if honest:
+                got = requests.get(url, auth=auth, timeout=30)
+                assert got.status_code == 200 and got.content == data
+            else:
+                with pytest.raises(requests.exceptions.RequestException):
+                    requests.get(url, auth=auth, timeout=30).raise_for_status()
             assert fake.file_gets == count and not cached(server, fake.filename).exists()
         assert fake.file_encodings == ["identity", "identity"]
-        assert "cannot stage fake/" in server.log_text()
+        log = server.log_text()
+        assert "cannot stage fake/" in log
+        assert ("declares" in log) is not honest
     finally:
         fake.server.stop()

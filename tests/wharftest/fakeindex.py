@@ -27,6 +27,7 @@ class FakeIndex:
         self.file_heads = 0
         self.file_status = "200 OK"  # another status: what the file's URL answers
         self.file_encodings: list[str] = []  # the Accept-Encoding of each file request
+        self.file_ports: list[str] = []  # the client port of each: a new one, a new connection
         self._lock = threading.Lock()
         self.filename = "fake-1.0-py3-none-any.whl"
         self.server = ThreadedWaitress(self.app, threads=16)
@@ -56,6 +57,7 @@ class FakeIndex:
                 else:
                     self.file_gets += 1
                 self.file_encodings.append(environ.get("HTTP_ACCEPT_ENCODING", ""))
+                self.file_ports.append(environ.get("REMOTE_PORT", ""))
             if self.file_status != "200 OK":
                 start_response(self.file_status, [("Content-Type", "text/plain")])
                 return iter([] if head else [b"no"])
