@@ -189,13 +189,14 @@ def _write(repo: Repository, batch: list[_Waiting]) -> None:
                     segment += 1
             _last_segment[repo.state] = (day, segment)
         except (PywharfError, OSError) as exc:
-            actions = ", ".join(sorted({w.action for w in of_day}))
-            log.error(
-                "%s: %d audit record(s) (%s) were lost: %s", repo.name, len(of_day), actions, exc
-            )
+            log.error("%s: %s were lost: %s", repo.name, _counted(of_day), exc)
         except Exception:  # a backend's own bug: the batch's other appenders return too
-            actions = ", ".join(sorted({w.action for w in of_day}))
-            log.exception("%s: %d audit record(s) (%s) were lost", repo.name, len(of_day), actions)
+            log.exception("%s: %s were lost", repo.name, _counted(of_day))
+
+
+def _counted(batch: list[_Waiting]) -> str:
+    """``3 audit record(s) (delete, upload)``: how many, of which actions."""
+    return f"{len(batch)} audit record(s) ({', '.join(sorted({w.action for w in batch}))})"
 
 
 def parse_since(text: str | None, now: float) -> float:

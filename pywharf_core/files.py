@@ -21,11 +21,7 @@ from pathlib import Path
 def write_temp(directory: Path, data: bytes, durable: bool = True) -> Path:
     """A new file in ``directory`` (made if missing) holding ``data`` (mode 0600),
     fsynced when ``durable`` (a cache that is checked when read may skip the fsync)."""
-    try:
-        fd, name = create_private(directory, ".tmp-", ".part")
-    except FileNotFoundError:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, name = create_private(directory, ".tmp-", ".part")
+    fd, name = create_private(directory, ".tmp-", ".part")
     try:
         try:
             view = memoryview(data)
@@ -46,15 +42,21 @@ _serial = itertools.count()
 
 
 def create_private(directory: Path, kind: str, suffix: str) -> tuple[int, str]:
-    """A new empty file in ``directory`` (mode 0600, open for reading and writing), named
-    ``<kind><host>-<pid>-<n><suffix>`` so that a crash's leftover is known for whose it
-    is; its descriptor and path. A counter, not ``mkstemp``'s random name: that name and
-    its retries cost more than writing a small upload's sidecar (profiled). A name an
-    earlier process of this pid left is not reused (``mkstemp`` then)."""
+    """A new empty file in ``directory`` (made if missing; mode 0600, open for reading
+    and writing), named ``<kind><host>-<pid>-<n><suffix>`` so that a crash's leftover is
+    known for whose it is; its descriptor and path. A counter, not ``mkstemp``'s random
+    name: that name and its retries cost more than writing a small upload's sidecar
+    (profiled). A name an earlier process of this pid left is not reused (``mkstemp``
+    then). The folder is made only when the create finds it missing, not checked first."""
     prefix = leftover_prefix(kind)
     name = os.path.join(directory, f"{prefix}{next(_serial)}{suffix}")
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     try:
-        return os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), name
+        try:
+            return os.open(name, flags, 0o600), name
+        except FileNotFoundError:
+            directory.mkdir(parents=True, exist_ok=True)
+            return os.open(name, flags, 0o600), name
     except FileExistsError:
         return tempfile.mkstemp(dir=directory, prefix=prefix, suffix=suffix)
 

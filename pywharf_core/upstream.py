@@ -369,7 +369,11 @@ class Upstream:
 
     def _auth_for(self, url: str) -> tuple[str, str] | None:
         # Credentials go to upstream's own scheme and host only, never to a file host.
-        return self._auth if urlsplit(url)[:2] == self._origin else None
+        return self._auth if self._at_origin(url) else None
+
+    def _at_origin(self, url: str) -> bool:
+        """Whether ``url`` is on upstream's own scheme and host (not a file host)."""
+        return urlsplit(url)[:2] == self._origin
 
     # -- what is offered ---------------------------------------------------------------------
     def visible_files(self, page: UpstreamPage) -> list[dict[str, Any]]:
@@ -560,16 +564,6 @@ class Upstream:
     def _staging_dir(self) -> Path:
         return self._backend.staging_dir() if self._backend_cache else self._files_dir
 
-    def _create_staged(self) -> tuple[int, str]:
-        """A new private staging file (descriptor, path); its folder is made only when
-        the create finds it missing, not checked on every download."""
-        folder = self._staging_dir()
-        try:
-            return create_private(folder, ".upload-", ".part")
-        except FileNotFoundError:
-            folder.mkdir(parents=True, exist_ok=True)
-            return create_private(folder, ".upload-", ".part")
-
     def _get_file(self, url: str, what: str) -> requests.Response:
         """Upstream's answer to a GET of a file, streamed. Raises ``FileMissing``,
         ``UpstreamUnavailable``."""
@@ -583,8 +577,10 @@ class Upstream:
         would: ``FileMissing``, ``UpstreamUnavailable``."""
         with self._ask("HEAD", url, what) as response:
             status = response.status_code
-            if status != 200 and _no_head(status, response.url, self._origin):
-                return None  # it answers GETs all the same
+            # 405 or 501, or 400/403 from a file host (a link presigned for GET alone):
+            # only "no HEAD here"; it answers GETs all the same.
+            if status in (405, 501) or (status in (400, 403) and not self._at_origin(response.url)):
+                return None
             self._check(response, what)
             length = _stored_length(response)
         return length or None  # a HEAD that says 0 says nothing of the file
@@ -625,7 +621,7 @@ class Upstream:
             raise FileMissing(what)
         self.stats.add("errors")
         hint, retry_after = "", 30
-        if status in (401, 403) and urlsplit(response.url)[:2] == self._origin:
+        if status in (401, 403) and self._at_origin(response.url):
             hint, retry_after = f": {self._refusal_hint()}", REFUSED_RETRY_AFTER
         raise UpstreamUnavailable(
             f"The upstream index answered {status} for {what}{hint}",
@@ -656,24 +652,11 @@ class Upstream:
         staging file to be had (a full disk, the folder gone) relayed uncached, its
         sha256 checked all the same."""
         try:
-            fd, name = self._create_staged()
+            fd, name = create_private(self._staging_dir(), ".upload-", ".part")
         except OSError as exc:
             log.warning("%s: cannot stage %s for the cache: %s", self.repo_name, key, exc)
             return _Tee(self, response, key, expected, None, None, event)
-        staged = Path(name)
-        try:
-            handle = os.fdopen(fd, "wb")
-        except BaseException:
-            staged.unlink(missing_ok=True)
-            with contextlib.suppress(OSError):  # fdopen may have closed it already
-                os.close(fd)
-            raise
-        try:
-            tee = _Tee(self, response, key, expected, staged, handle, event)
-        except BaseException:
-            handle.close()
-            staged.unlink(missing_ok=True)
-            raise
+        tee = _Tee(self, response, key, expected, Path(name), os.fdopen(fd, "wb"), event)
         tee.derive = derive
         return tee
 
@@ -849,12 +832,6 @@ def _stored_length(response: requests.Response) -> int | None:
         return None
     size = response.headers.get("Content-Length", "")
     return int(size) if size.isdigit() else None
-
-
-def _no_head(status: int, url: str, origin: tuple[str, str]) -> bool:
-    """Whether an upstream status for a HEAD means only "no HEAD here": 405 or 501, or 400
-    or 403 from a file host (a link presigned for GET alone)."""
-    return status in (405, 501) or (status in (400, 403) and urlsplit(url)[:2] != origin)
 
 
 def _declared_size(item: dict[str, Any], metadata: bool) -> int | None:

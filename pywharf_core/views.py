@@ -397,7 +397,7 @@ async def download(request: Request) -> Response:
     if upstream is not None and upstream.serves(project, snapshot.files_of(project) is not None):
         try:
             served = await _upstream_served(upstream, project)
-            head = request.method == "HEAD"  # a HEAD asks upstream nothing
+            head = request.method == "HEAD"  # a file not cached is not fetched for it
             offered = upstream.file_opener(served.page, name, metadata=metadata, head=head)
         except FileMissing:
             offered = None

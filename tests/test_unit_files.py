@@ -12,11 +12,24 @@ from pathlib import Path
 from pywharf_core import files
 from pywharf_core.files import (
     create_once,
+    create_private,
     leftover_prefix,
     remove_dead_leftovers,
     replace_file,
     write_temp,
 )
+
+
+def test_create_private_makes_a_missing_folder_and_never_takes_a_name_twice(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "staging" / "not-yet"
+    made = [create_private(folder, ".upload-", ".part") for _ in range(2)]
+    for fd, _ in made:
+        os.close(fd)
+    names = [Path(name) for _, name in made]
+    assert names[0] != names[1] and all(p.parent == folder for p in names)
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in names)
 
 
 def test_write_temp_is_private_and_complete(tmp_path: Path) -> None:
